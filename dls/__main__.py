@@ -1,0 +1,3 @@
+from dls.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""Builds the three aiohttp applications and wires the services into them."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from dls.api import health
+from dls.middleware import LISTENER, request_context
+from dls.services import SERVICES, Services
+
+__all__ = ["build_admin_app", "build_device_app", "build_secure_app"]
+
+# WPI bodies are small XML documents; 1 MiB is the issue's limit and aiohttp's default.
+DEVICE_BODY_LIMIT = 1024 * 1024
+
+
+def _application(services: Services, listener: str, client_max_size: int) -> web.Application:
+    app = web.Application(middlewares=[request_context], client_max_size=client_max_size)
+    app[SERVICES] = services
+    app[LISTENER] = listener
+    return app
+
+
+def build_device_app(services: Services) -> web.Application:
+    app = _application(services, "device", DEVICE_BODY_LIMIT)
+    app.router.add_get("/healthz", health.healthz)
+    return app
+
+
+def build_secure_app(services: Services) -> web.Application:
+    app = _application(services, "secure", DEVICE_BODY_LIMIT)
+    app.router.add_get("/healthz", health.healthz)
+    return app
+
+
+def build_admin_app(services: Services) -> web.Application:
+    app = _application(services, "admin", DEVICE_BODY_LIMIT)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics_handler)
+    return app

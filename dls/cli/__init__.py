@@ -1,0 +1,43 @@
+"""The ``dls`` command. Each sub-command lives in a module of its own and registers itself."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dls import __version__, logs
+from dls.cli import certs, config, database, serve
+from dls.config import ConfigError, Settings, load_settings
+
+__all__ = ["main"]
+
+COMMANDS = (serve, database, certs, config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dls", description="Provisioning server for phones")
+    parser.add_argument("--version", action="version", version=f"dls {__version__}")
+    parser.add_argument("--config", type=Path, help="TOML settings file")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    overrides = getattr(args, "overrides", lambda a: {})(args)
+    try:
+        settings: Settings = load_settings(args.config, **overrides)
+    except ConfigError as exc:
+        print(f"dls: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_format, settings.log_level)
+    try:
+        return int(args.handler(settings, args) or 0)
+    except ConfigError as exc:
+        print(f"dls: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,30 @@
+"""``dls certs show``: what the listeners present and trust, and when it expires."""
+
+from __future__ import annotations
+
+import argparse
+
+from dls.config import Settings
+from dls.pki import describe, ensure_pki
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("certs", help="certificates")
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("show", help="subject, SANs, expiry, fingerprint").set_defaults(
+        handler=show
+    )
+
+
+def show(settings: Settings, args: argparse.Namespace) -> int:
+    pki = ensure_pki(settings)
+    paths = [pki.ca_cert, *(chain for chain, _ in pki.server_chains), pki.device_ca_cert]
+    for info in describe([*paths, *pki.vendor_ca_files()]):
+        print(f"{info.path}")
+        print(f"  subject  {info.subject}")
+        print(f"  issuer   {info.issuer}")
+        if info.sans:
+            print(f"  SANs     {', '.join(info.sans)}")
+        print(f"  expires  {info.not_after.isoformat()}")
+        print(f"  SHA-256  {info.sha256}")
+    return 0

@@ -1,0 +1,185 @@
+"""The one settings object: defaults, then an optional TOML file, then ``DLS_*`` variables.
+
+Every setting is declared once here, with its type and limits, so a bad value stops the
+server at start-up with one line naming the key, instead of failing later on a request.
+The README's configuration table is checked against this class by a test.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["ConfigError", "KeyType", "LogFormat", "Settings", "load_settings"]
+
+
+class KeyType(StrEnum):
+    """Key algorithm of the generated server certificate.
+
+    ECDSA P-256 halves the handshake cost of RSA-2048; ``both`` serves an RSA chain too,
+    for phones whose TLS stacks only know RSA (OpenSSL picks by the client's signature
+    algorithms).
+    """
+
+    ECDSA = "ecdsa"
+    RSA = "rsa"
+    BOTH = "both"
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one server process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DLS_",
+        extra="forbid",
+        validate_default=True,
+        frozen=True,
+    )
+
+    data_dir: Path = Field(
+        default=Path("var"), description="Directory for the SQLite database and runtime files."
+    )
+    certs_dir: Path = Field(
+        default=Path("certs"), description="Directory for the CAs, server and device-CA keys."
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy async URL; empty means the SQLite file data_dir/dls.sqlite3.",
+    )
+    hostnames: list[str] = Field(
+        default_factory=lambda: ["localhost"],
+        description="Host names phones use; they go into the server certificate's SANs.",
+    )
+    server_key_type: KeyType = Field(
+        default=KeyType.ECDSA, description="Generated server key: ecdsa, rsa or both."
+    )
+    server_cert_file: Path | None = Field(
+        default=None, description="Operator-supplied server certificate chain (PEM)."
+    )
+    server_key_file: Path | None = Field(
+        default=None, description="Key for server_cert_file (PEM)."
+    )
+    device_bind: str = Field(default="0.0.0.0", description="Address of the device listeners.")  # noqa: S104 - phones must reach it
+    device_port: int = Field(
+        default=18443, ge=1, le=65535, description="Device listener (client certificate optional)."
+    )
+    secure_port: int = Field(
+        default=18444, ge=1, le=65535, description="Secure device listener (client cert required)."
+    )
+    admin_bind: str = Field(default="127.0.0.1", description="Address of the admin listener.")
+    admin_port: int = Field(default=8443, ge=1, le=65535, description="Admin listener.")
+    workers: int = Field(
+        default=1, ge=1, le=64, description="Processes sharing the ports (SO_REUSEPORT)."
+    )
+    shutdown_timeout: float = Field(
+        default=10.0, gt=0, le=300, description="Seconds in-flight requests get on SIGTERM."
+    )
+    mdns_enabled: bool = Field(default=True, description="Advertise _dls._tcp.local. via mDNS.")
+    mdns_interfaces: list[str] = Field(
+        default_factory=list, description="Addresses to advertise on; empty means all."
+    )
+    mdns_instance: str = Field(
+        default="dls", min_length=1, max_length=63, description="mDNS service instance name."
+    )
+    log_format: LogFormat = Field(default=LogFormat.TEXT, description="text or json.")
+    log_level: str = Field(default="INFO", description="Python logging level name.")
+    access_log: bool = Field(default=True, description="One structured line per request.")
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 AES-256 key for secrets at rest; else certs_dir/secret.key.",
+    )
+
+    @field_validator("device_bind", "admin_bind")
+    @classmethod
+    def _is_address(cls, value: str) -> str:
+        ip_address(value)
+        return value
+
+    @field_validator("mdns_interfaces")
+    @classmethod
+    def _are_addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ip_address(item)
+        return value
+
+    @field_validator("hostnames")
+    @classmethod
+    def _hostnames(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one host name is needed")
+        for name in value:
+            if not name or len(name) > 253 or any(c.isspace() for c in name):
+                raise ValueError(f"not a host name: {name!r}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'dls.sqlite3'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest priority first: command-line overrides, environment, TOML file, defaults.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message is one line per problem, naming the key."""
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from defaults, ``config_file``, the environment and ``overrides``."""
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file}: not found")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=config_file)
+
+    try:
+        loaded = _FromFile(**overrides) if config_file else Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except ValueError as exc:  # TOML syntax errors surface as tomllib.TOMLDecodeError
+        raise ConfigError(f"config file {config_file}: {exc}") from None
+    # Hand out the plain class so the object pickles into worker processes.
+    return Settings.model_construct(**dict(loaded))
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "settings"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        lines.append(f"setting '{key}': {message}")
+    return "\n".join(lines)

@@ -1,0 +1,81 @@
+"""Middlewares shared by every listener: request id, metrics, and clean error answers."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from dls.logs import REQUEST_ID
+from dls.metrics import REQUEST_SECONDS, REQUESTS
+
+__all__ = ["LISTENER", "AccessLogger", "request_context"]
+
+log = logging.getLogger("dls.http")
+
+LISTENER = web.AppKey("listener", str)
+REQUEST_ID_HEADER = "X-Request-ID"
+# A caller-supplied id is kept only if it is short and plain, so it cannot forge log lines.
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    supplied = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = supplied if _CLIENT_ID.match(supplied) else secrets.token_hex(8)
+    REQUEST_ID.set(request_id)
+    listener = request.app[LISTENER]
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+    except web.HTTPException as exc:
+        status = exc.status
+        exc.headers[REQUEST_ID_HEADER] = request_id
+        raise
+    except Exception:
+        # Anything unexpected is a bug: log it once with its traceback, answer a plain 500
+        # that carries the request id and nothing of the exception.
+        log.exception("unhandled error", extra={"fields": {"path": request.path}})
+        raise web.HTTPInternalServerError(
+            text="internal error; request id " + request_id,
+            headers={REQUEST_ID_HEADER: request_id},
+        ) from None
+    finally:
+        REQUESTS.labels(listener, request.method, str(status)).inc()
+        REQUEST_SECONDS.labels(listener).observe(time.perf_counter() - started)
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One short structured line per request; no query strings, no headers but User-Agent."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status,
+            extra={
+                "fields": {
+                    "listener": request.app[LISTENER] if hasattr(request, "app") else "-",
+                    "remote": request.remote,
+                    "ms": round(time * 1000, 2),
+                    "bytes": response.body_length,
+                    "ua": request.headers.get("User-Agent", "-")[:120],
+                }
+            },
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)

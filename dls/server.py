@@ -1,0 +1,207 @@
+"""Running the listeners: one process, or N worker processes sharing the ports.
+
+The parent prepares everything that must happen once (certificates, migrations, the
+metrics directory) before any worker starts, so workers never race on a migration or on
+writing a key. With several workers the parent only supervises and advertises mDNS;
+SIGTERM is passed on, each worker finishes its in-flight requests and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from dls import logs, tls
+from dls.app import build_admin_app, build_device_app, build_secure_app
+from dls.config import Settings
+from dls.db.engine import create_engine, session_factory
+from dls.db.migrate import upgrade
+from dls.discovery import Advertiser
+from dls.middleware import AccessLogger
+from dls.pki import Pki, ensure_pki, fingerprint
+from dls.services import Services
+
+__all__ = ["Startup", "prepare", "run"]
+
+log = logging.getLogger(__name__)
+
+WORKER_RESTART_DELAY = 1.0  # seconds; a worker crashing at start must not spin the parent
+BACKLOG = 2048  # a boot storm opens thousands of connections at once
+
+
+@dataclass(frozen=True, slots=True)
+class Startup:
+    """What ``prepare`` leaves for the listeners and what ``dls serve`` prints."""
+
+    pki: Pki
+    ca_sha256: str
+
+
+def prepare(settings: Settings) -> Startup:
+    """Create what is missing (certificates, data directory) and migrate the database."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    pki = ensure_pki(settings)
+    run_async(_migrate(settings))
+    return Startup(pki, fingerprint(pki.ca_cert))
+
+
+async def _migrate(settings: Settings) -> None:
+    engine = create_engine(settings.effective_database_url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+def run(settings: Settings, startup: Startup, on_ready: Callable[[], None]) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    if settings.workers == 1:
+        run_async(
+            _serve(settings, startup.pki, startup.ca_sha256, advertise=True, on_ready=on_ready)
+        )
+        return
+    _supervise(settings, startup, on_ready)
+
+
+def run_async(coroutine: Awaitable[None]) -> None:
+    """Run on uvloop when it is installed: its TLS costs a fraction of asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)  # type: ignore[arg-type]
+    else:
+        uvloop.run(coroutine)  # type: ignore[arg-type]
+
+
+async def _serve(
+    settings: Settings,
+    pki: Pki,
+    ca_sha256: str,
+    *,
+    advertise: bool,
+    on_ready: Callable[[], None] | None,
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    engine = create_engine(settings.effective_database_url)
+    services = Services(settings, pki, engine, session_factory(engine))
+    reuse_port = settings.workers > 1
+    listeners = [
+        (build_device_app(services), settings.device_bind, settings.device_port,
+         tls.device_context(pki)),
+        (build_secure_app(services), settings.device_bind, settings.secure_port,
+         tls.secure_context(pki)),
+        (build_admin_app(services), settings.admin_bind, settings.admin_port,
+         tls.admin_context(pki)),
+    ]
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(engine.dispose)
+        for app, host, port, context in listeners:
+            runner = web.AppRunner(
+                app,
+                access_log_class=AccessLogger,
+                access_log=logging.getLogger("dls.access") if settings.access_log else None,
+                shutdown_timeout=settings.shutdown_timeout,
+            )
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            site = web.TCPSite(
+                runner, host, port, ssl_context=context, backlog=BACKLOG, reuse_port=reuse_port
+            )
+            await site.start()
+        if advertise and settings.mdns_enabled:
+            advertiser = Advertiser(settings, ca_sha256)
+            await advertiser.start()
+            stack.push_async_callback(advertiser.stop)
+        if on_ready is not None:
+            on_ready()
+        await stop.wait()
+        log.info("stopping: finishing in-flight requests")
+    log.info("stopped")
+
+
+def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None]) -> None:
+    metrics_dir = tempfile.mkdtemp(prefix="dls-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start(index: int) -> multiprocessing.process.BaseProcess:
+        process = context.Process(
+            target=_worker, args=(settings, startup.pki), name=f"dls-worker-{index}"
+        )
+        process.start()
+        return process
+
+    def request_stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    workers = [start(i) for i in range(settings.workers)]
+    advertiser_stop = _advertise_in_thread(settings, startup.ca_sha256)
+    on_ready()
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for index, process in enumerate(workers):
+                if not process.is_alive() and not stopping:
+                    log.error(
+                        "worker exited; restarting",
+                        extra={"fields": {"worker": index, "exitcode": process.exitcode}},
+                    )
+                    time.sleep(WORKER_RESTART_DELAY)
+                    workers[index] = start(index)
+    finally:
+        for process in workers:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+        for process in workers:
+            process.join(settings.shutdown_timeout + 5)
+            if process.is_alive():
+                process.kill()
+        advertiser_stop()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        log.info("stopped")
+
+
+def _worker(settings: Settings, pki: Pki) -> None:
+    logs.configure(settings.log_format, settings.log_level)
+    run_async(_serve(settings, pki, "", advertise=False, on_ready=None))
+
+
+def _advertise_in_thread(settings: Settings, ca_sha256: str) -> Callable[[], None]:
+    """The supervising parent has no event loop of its own; mDNS gets one in a thread."""
+    if not settings.mdns_enabled:
+        return lambda: None
+    loop = asyncio.new_event_loop()
+    advertiser = Advertiser(settings, ca_sha256)
+    thread = threading.Thread(target=loop.run_forever, name="mdns", daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(advertiser.start(), loop).result(timeout=30)
+
+    def stop() -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(advertiser.stop(), loop).result(timeout=10)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+
+    return stop
+

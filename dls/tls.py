@@ -1,0 +1,74 @@
+"""TLS contexts for the three listeners, and the client certificate a request came with."""
+
+from __future__ import annotations
+
+import ssl
+from functools import lru_cache
+
+from aiohttp import web
+from cryptography import x509
+
+from dls.pki import Pki
+
+__all__ = ["admin_context", "client_certificate", "device_context", "secure_context"]
+
+
+def _server_context(pki: Pki) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # TLS 1.2 is the floor: every supported phone firmware speaks it, and 1.0/1.1 are broken.
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # Several chains (ECDSA and RSA) may be loaded; OpenSSL picks by the client's signature
+    # algorithms. Session tickets stay at Python's default: with none, clients that do not
+    # set TCP_NODELAY stall ~40 ms per request on delayed ACKs.
+    for cert_file, key_file in pki.server_chains:
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def admin_context(pki: Pki) -> ssl.SSLContext:
+    context = _server_context(pki)
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def device_context(pki: Pki) -> ssl.SSLContext:
+    """Client certificate requested but optional.
+
+    Python's ssl cannot request a certificate without verifying it, so a phone that sends a
+    certificate from a CA we do not know fails the handshake. Vendor CA bundles therefore
+    belong in ``certs/vendor-ca/*.pem``; phones honour the CA list in the CertificateRequest
+    and most send nothing when their issuer is not in it.
+    """
+    context = _server_context(pki)
+    context.verify_mode = ssl.CERT_OPTIONAL
+    context.load_verify_locations(cafile=pki.device_ca_cert)
+    for bundle in pki.vendor_ca_files():
+        context.load_verify_locations(cafile=bundle)
+    return context
+
+
+def secure_context(pki: Pki) -> ssl.SSLContext:
+    """Client certificate required, issued by our device CA and nothing else."""
+    context = _server_context(pki)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cafile=pki.device_ca_cert)
+    return context
+
+
+def client_certificate(request: web.BaseRequest) -> x509.Certificate | None:
+    """The verified certificate the client presented on this connection, if any."""
+    transport = request.transport
+    if transport is None:
+        return None
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return _parse(der) if der else None
+
+
+# Only certificates that passed verification reach this, one per device: a bounded cache
+# saves the parse on every keep-alive request.
+@lru_cache(maxsize=4096)
+def _parse(der: bytes) -> x509.Certificate:
+    return x509.load_der_x509_certificate(der)
