@@ -61,13 +61,17 @@ class Advertiser:
         self._zeroconf = AsyncZeroconf(interfaces=interfaces)
         self._info = self.service_info()
         # allow_name_change: two servers on one LAN become "dls (2)" instead of failing.
-        await self._zeroconf.async_register_service(self._info, allow_name_change=True)
+        # The coroutine returns the broadcast task; awaiting it means probing is over and
+        # the name is ours when start() returns.
+        await (await self._zeroconf.async_register_service(self._info, allow_name_change=True))
         log.info("advertising %s", self._info.name, extra={"fields": {"port": self._info.port}})
 
     async def stop(self) -> None:
         if self._zeroconf is None:
             return
         if self._info is not None:
-            await self._zeroconf.async_unregister_service(self._info)
+            # Await the goodbye broadcast itself, or closing would cut it off and browsers
+            # would keep the stale record for its whole TTL.
+            await (await self._zeroconf.async_unregister_service(self._info))
         await self._zeroconf.async_close()
         self._zeroconf = None

@@ -216,9 +216,7 @@ def _ensure_server(
     )
     _write_key(key_path, key)
     # The chain includes the CA so phones that were not given it can still show what it is.
-    cert_path.write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM) + ca_cert.read_bytes()
-    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + ca_cert.read_bytes())
     return cert_path, key_path
 
 

@@ -102,12 +102,24 @@ async def _serve(
     services = Services(settings, pki, engine, session_factory(engine))
     reuse_port = settings.workers > 1
     listeners = [
-        (build_device_app(services), settings.device_bind, settings.device_port,
-         tls.device_context(pki)),
-        (build_secure_app(services), settings.device_bind, settings.secure_port,
-         tls.secure_context(pki)),
-        (build_admin_app(services), settings.admin_bind, settings.admin_port,
-         tls.admin_context(pki)),
+        (
+            build_device_app(services),
+            settings.device_bind,
+            settings.device_port,
+            tls.device_context(pki),
+        ),
+        (
+            build_secure_app(services),
+            settings.device_bind,
+            settings.secure_port,
+            tls.secure_context(pki),
+        ),
+        (
+            build_admin_app(services),
+            settings.admin_bind,
+            settings.admin_port,
+            tls.admin_context(pki),
+        ),
     ]
     async with AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
@@ -204,4 +216,3 @@ def _advertise_in_thread(settings: Settings, ca_sha256: str) -> Callable[[], Non
             thread.join(timeout=5)
 
     return stop
-

@@ -11,9 +11,7 @@ from dls.pki import describe, ensure_pki
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("certs", help="certificates")
     actions = parser.add_subparsers(dest="action", required=True)
-    actions.add_parser("show", help="subject, SANs, expiry, fingerprint").set_defaults(
-        handler=show
-    )
+    actions.add_parser("show", help="subject, SANs, expiry, fingerprint").set_defaults(handler=show)
 
 
 def show(settings: Settings, args: argparse.Namespace) -> int:

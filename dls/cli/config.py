@@ -6,6 +6,7 @@ import argparse
 import json
 
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 
 from dls.config import Settings
 
@@ -21,6 +22,8 @@ def show(settings: Settings, args: argparse.Namespace) -> int:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             shown = '"***"' if value.get_secret_value() else '""'
+        elif name == "database_url" and value:
+            shown = json.dumps(_masked_url(value))
         elif value is None:
             shown = "# not set"
         else:
@@ -31,6 +34,4 @@ def show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _masked_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)

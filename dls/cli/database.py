@@ -14,9 +14,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = commands.add_parser("db", help="database schema")
     actions = parser.add_subparsers(dest="action", required=True)
     actions.add_parser("upgrade", help="apply all migrations").set_defaults(handler=do_upgrade)
-    actions.add_parser("current", help="show the applied revision").set_defaults(
-        handler=do_current
-    )
+    actions.add_parser("current", help="show the applied revision").set_defaults(handler=do_current)
 
 
 def do_upgrade(settings: Settings, args: argparse.Namespace) -> int:

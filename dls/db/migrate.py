@@ -25,9 +25,7 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     async with engine.begin() as connection:
-        await connection.run_sync(
-            lambda sync: command.upgrade(alembic_config(sync), revision)
-        )
+        await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

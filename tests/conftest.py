@@ -1,0 +1,61 @@
+"""Shared fixtures: settings in a temporary directory, and a migrated database.
+
+The database is SQLite in a temporary file unless ``DLS_TEST_DATABASE_URL`` names another
+(CI sets a fresh PostgreSQL database); on PostgreSQL each test starts from an empty schema.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dls.config import Settings, load_settings
+from dls.db.engine import create_engine
+from dls.db.migrate import upgrade
+
+TEST_DATABASE_URL = os.environ.get("DLS_TEST_DATABASE_URL", "")
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "var",
+            "certs_dir": tmp_path / "certs",
+            "mdns_enabled": False,
+        }
+        values.update(overrides)
+        return load_settings(None, **values)
+
+    return build
+
+
+@pytest.fixture
+async def database_url(tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database for this test; its URL."""
+    if not TEST_DATABASE_URL:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
+        return
+    engine = create_engine(TEST_DATABASE_URL)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP SCHEMA public CASCADE"))
+            await connection.execute(text("CREATE SCHEMA public"))
+    finally:
+        await engine.dispose()
+    yield TEST_DATABASE_URL
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """A migrated database."""
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    yield engine
+    await engine.dispose()

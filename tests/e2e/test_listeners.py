@@ -1,0 +1,89 @@
+"""The three listeners over real TLS, verified against the generated CA."""
+
+import asyncio
+import ssl
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from dls.config import load_settings
+from dls.pki import ensure_pki, issue_device_certificate
+from tests.e2e.server import ServerProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.db]
+
+
+async def _get(url: str, context: ssl.SSLContext) -> tuple[int, dict[str, str], bytes]:
+    async with aiohttp.ClientSession() as session, session.get(url, ssl=context) as response:
+        return response.status, dict(response.headers), await response.read()
+
+
+async def test_admin_listener_health_readiness_metrics(server: ServerProcess) -> None:
+    context = server.ssl_context()
+    status, headers, body = await _get(server.url("admin", "/healthz"), context)
+    assert (status, body) == (200, b'{"status": "ok"}')
+    assert len(headers["X-Request-ID"]) == 16
+    status, _, body = await _get(server.url("admin", "/readyz"), context)
+    assert status == 200 and b'"database": "ok"' in body
+    status, headers, body = await _get(server.url("admin", "/metrics"), context)
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert b'dls_http_requests_total{listener="admin",method="GET",status="200"}' in body
+
+
+async def test_device_listener_accepts_clients_without_certificate(server: ServerProcess) -> None:
+    status, _, _ = await _get(server.url("device", "/healthz"), server.ssl_context())
+    assert status == 200
+
+
+def _device_credentials(server: ServerProcess, tmp_path: Path, ca: str) -> tuple[Path, Path]:
+    settings = load_settings(None, certs_dir=server.certs)
+    pki = ensure_pki(settings)
+    if ca == "device":
+        issued = issue_device_certificate(pki, "001a2b3c4d5e")
+    else:  # a certificate from a CA the secure listener must not trust
+        other = ensure_pki(load_settings(None, certs_dir=tmp_path / "foreign"))
+        issued = issue_device_certificate(other, "001a2b3c4d5e")
+    cert, key = tmp_path / f"{ca}.pem", tmp_path / f"{ca}.key"
+    cert.write_bytes(issued.certificate_pem)
+    key.write_bytes(issued.key_pem)
+    return cert, key
+
+
+async def test_secure_listener_requires_a_device_ca_certificate(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    with pytest.raises((aiohttp.ClientError, ssl.SSLError, ConnectionError)):
+        await _get(server.url("secure", "/healthz"), server.ssl_context())
+
+    foreign = _device_credentials(server, tmp_path, "foreign")
+    with pytest.raises((aiohttp.ClientError, ssl.SSLError, ConnectionError)):
+        await _get(server.url("secure", "/healthz"), server.ssl_context(*foreign))
+
+    own = _device_credentials(server, tmp_path, "device")
+    status, _, _ = await _get(server.url("secure", "/healthz"), server.ssl_context(*own))
+    assert status == 200
+    # The optional listener takes the same certificate.
+    status, _, _ = await _get(server.url("device", "/healthz"), server.ssl_context(*own))
+    assert status == 200
+
+
+async def test_sigterm_finishes_cleanly(server: ServerProcess) -> None:
+    assert await server.stop() == 0
+    assert "stopped" in server.output()
+
+
+async def test_workers_share_the_ports(tmp_path: Path, database_url: str) -> None:
+    process = ServerProcess(tmp_path, database_url, args=["--workers", "2"])
+    await process.start()
+    try:
+        context = process.ssl_context()
+        results = await asyncio.gather(
+            *(_get(process.url("admin", "/readyz"), context) for _ in range(20))
+        )
+        assert {status for status, _, _ in results} == {200}
+        status, _, body = await _get(process.url("admin", "/metrics"), context)
+        # Multiprocess metrics: the count covers requests answered by both workers.
+        assert status == 200 and b'listener="admin",method="GET",status="200"' in body
+    finally:
+        assert await process.stop() == 0

@@ -1,0 +1,83 @@
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from dls.cli import main
+from dls.config import ConfigError, KeyType, load_settings
+
+
+def test_defaults_match_the_documented_ports() -> None:
+    settings = load_settings()
+    assert (settings.device_port, settings.secure_port, settings.admin_port) == (18443, 18444, 8443)
+    assert settings.effective_database_url.startswith("sqlite+aiosqlite:///")
+
+
+def test_file_then_environment_then_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "dls.toml"
+    config.write_text(
+        'device_port = 19000\nadmin_port = 19001\nworkers = 3\nhostnames = ["a.example"]\n'
+    )
+    monkeypatch.setenv("DLS_ADMIN_PORT", "19002")
+    monkeypatch.setenv("DLS_WORKERS", "4")
+    settings = load_settings(config, workers=5)
+    assert settings.device_port == 19000  # file beats default
+    assert settings.admin_port == 19002  # environment beats file
+    assert settings.workers == 5  # command line beats environment
+    assert settings.hostnames == ["a.example"]
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        (
+            "device_port = 70000",
+            "setting 'device_port': Input should be less than or equal to 65535",
+        ),
+        ("admin_bind = 'localhost'", "setting 'admin_bind'"),
+        ("server_key_type = 'dsa'", "setting 'server_key_type'"),
+        ("colour = 'blue'", "setting 'colour': unknown setting"),
+        ("hostnames = []", "setting 'hostnames'"),
+        ("log_level = 'loud'", "setting 'log_level'"),
+        ("device_port = ", "config file"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, toml: str, expected: str) -> None:
+    config = tmp_path / "dls.toml"
+    config.write_text(toml + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert expected in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_bad_environment_value_stops_the_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DLS_SECURE_PORT", "zero")
+    assert main(["config", "show"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dls: setting 'secure_port':")
+    assert len(err.splitlines()) == 1
+
+
+def test_missing_config_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "absent.toml")
+
+
+def test_config_show_masks_secrets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DLS_SECRET_KEY", "c3VwZXItc2VjcmV0LWtleS1tYXRlcmlhbA==")
+    monkeypatch.setenv("DLS_DATABASE_URL", "postgresql+asyncpg://dls:hunter2@db.example/dls")
+    monkeypatch.setenv("DLS_SERVER_KEY_TYPE", "both")
+    assert main(["config", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "c3VwZXIt" not in out and "hunter2" not in out
+    assert 'secret_key = "***"' in out
+    assert 'server_key_type = "both"' in out
+    assert load_settings().server_key_type is KeyType.BOTH
+    assert isinstance(load_settings().secret_key, SecretStr)
