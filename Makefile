@@ -18,7 +18,7 @@ run: $(INSTALLED)
 	$(BIN)/dls serve $(ARGS)
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check dls tests bench server.py
+	$(BIN)/ruff check .
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
