@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from dls import api
 from dls.api import health
 from dls.middleware import LISTENER, request_context
 from dls.services import SERVICES, Services
@@ -38,4 +39,5 @@ def build_admin_app(services: Services) -> web.Application:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics_handler)
+    api.install(app)
     return app

@@ -32,6 +32,7 @@ from dls.discovery import Advertiser
 from dls.middleware import AccessLogger
 from dls.pki import Pki, ensure_pki, fingerprint
 from dls.services import Services
+from dls.tenancy.bootstrap import FirstOperator, ensure_operator
 
 __all__ = ["Startup", "prepare", "run"]
 
@@ -47,20 +48,24 @@ class Startup:
 
     pki: Pki
     ca_sha256: str
+    first_operator: FirstOperator | None  # set on the very first start only
 
 
 def prepare(settings: Settings) -> Startup:
-    """Create what is missing (certificates, data directory) and migrate the database."""
+    """Create what is missing (certificates, schema, first operator) before serving."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     pki = ensure_pki(settings)
-    run_async(_migrate(settings))
-    return Startup(pki, fingerprint(pki.ca_cert))
+    first: list[FirstOperator | None] = []
+    run_async(_migrate(settings, first))
+    return Startup(pki, fingerprint(pki.ca_cert), first[0])
 
 
-async def _migrate(settings: Settings) -> None:
+async def _migrate(settings: Settings, first: list[FirstOperator | None]) -> None:
     engine = create_engine(settings.effective_database_url)
     try:
         await upgrade(engine)
+        async with session_factory(engine)() as session, session.begin():
+            first.append(await ensure_operator(session))
     finally:
         await engine.dispose()
 

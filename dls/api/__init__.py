@@ -1,1 +1,19 @@
-"""The admin listener's HTTP handlers."""
+"""The admin listener's HTTP API: every module here declares endpoints on ``api``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from dls.api import audit, auth, partner, tenants, users  # noqa: F401 - declare endpoints
+from dls.api.common import API_PREFIX, api
+from dls.api.openapi import OPENAPI, build_document, openapi_handler
+
+__all__ = ["API_PREFIX", "OPENAPI_PATH", "api", "install"]
+
+OPENAPI_PATH = "/api/openapi.json"
+
+
+def install(app: web.Application) -> None:
+    api.install(app)
+    app[OPENAPI] = build_document(api)
+    app.router.add_get(OPENAPI_PATH, openapi_handler)

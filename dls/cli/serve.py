@@ -39,12 +39,23 @@ def handle(settings: Settings, args: argparse.Namespace) -> int:
 
 def banner(settings: Settings, startup: Startup) -> str:
     host = settings.hostnames[0]
-    return "\n".join(
-        [
-            "dls is serving:",
-            f"  device  https://{host}:{settings.device_port}/  (WPI, config files, firmware)",
-            f"  secure  https://{host}:{settings.secure_port}/  (client certificate required)",
-            f"  admin   https://{host}:{settings.admin_port}/api/v1/  (/healthz /readyz /metrics)",
-            f"  CA      {startup.pki.ca_cert}  SHA-256 {startup.ca_sha256}",
-        ]
-    )
+    lines = [
+        "dls is serving:",
+        f"  device  https://{host}:{settings.device_port}/  (WPI, config files, firmware)",
+        f"  secure  https://{host}:{settings.secure_port}/  (client certificate required)",
+        f"  admin   https://{host}:{settings.admin_port}/api/v1/  (/healthz /readyz /metrics)",
+        f"  CA      {startup.pki.ca_cert}  SHA-256 {startup.ca_sha256}",
+    ]
+    lines += first_operator_lines(startup)
+    return "\n".join(lines)
+
+
+def first_operator_lines(startup: Startup) -> list[str]:
+    first = startup.first_operator
+    if first is None:
+        return []
+    # Printed to the terminal once; never logged, stored only as an Argon2id hash.
+    return [
+        "First operator account (shown once, change the password after logging in):",
+        f"  tenant {first.tenant_id}  user {first.username}  password {first.password}",
+    ]

@@ -5,6 +5,10 @@ Alembic's environment and the models-versus-migrations test import this module.
 
 from __future__ import annotations
 
+from dls import audit
+from dls.auth import models as auth_models
 from dls.db.base import Base
+from dls.tenancy import models as tenancy_models
+from dls.tickets import models as ticket_models
 
-__all__ = ["Base"]
+__all__ = ["Base", "audit", "auth_models", "tenancy_models", "ticket_models"]

@@ -1,0 +1,63 @@
+"""Authorisation and auditing as handlers use them: one call each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dls import audit
+from dls.api.routing import ApiError, Call
+from dls.tenancy.policy import Access, is_allowed, is_operator, resolve_access
+
+__all__ = ["record", "require", "require_operator"]
+
+
+async def require(call: Call, tenant_id: str, resource: str, action: str) -> Access:
+    """The caller's access to ``tenant_id`` if the matrix permits ``action``, else an error.
+
+    A tenant the caller has no standing in answers 404, whatever the action, so its
+    existence is not revealed. A caller who may see the tenant but not do this gets 403.
+    """
+    access = await resolve_access(call.session, call.user, call.tenant, tenant_id, call.now)
+    if access is None:
+        raise ApiError.not_found("tenant")
+    if not is_allowed(access.role, resource, action):
+        if is_allowed(access.role, "tenant", "read"):
+            raise ApiError.forbidden()
+        raise ApiError.not_found("tenant")
+    return access
+
+
+def require_operator(call: Call) -> None:
+    if not is_operator(call.user, call.tenant):
+        raise ApiError.forbidden("operators only")
+
+
+def record(
+    call: Call,
+    access: Access | None,
+    action: str,
+    object_type: str,
+    object_id: str | int,
+    changes: dict[str, Any] | None = None,
+    *,
+    target_tenant_id: str | None = None,
+) -> None:
+    """Audit a write in the call's transaction."""
+    via = (
+        access.via
+        if access is not None
+        else (audit.Via.OPERATOR if is_operator(call.user, call.tenant) else audit.Via.DIRECT)
+    )
+    audit.record(
+        call.session,
+        actor_user_id=call.user.id,
+        actor_tenant_id=call.tenant.tenant_id,
+        target_tenant_id=target_tenant_id or (access.tenant.tenant_id if access else None),
+        via=via,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        changes=changes,
+        request_id=call.request_id,
+        source_ip=call.remote,
+    )

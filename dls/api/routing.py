@@ -1,0 +1,273 @@
+"""Declared admin endpoints: one table drives the routes, the checks and the OpenAPI document.
+
+Every endpoint names its body, query and response models. The wrapper authenticates the
+bearer token, rejects a bad body before the handler runs (415, 400, 422 naming the field),
+runs the handler in one database transaction and serialises its answer through the
+declared response model, so a handler cannot leak a field the model does not declare.
+Because the OpenAPI document is generated from the same table, it cannot drift from the
+routes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dls.auth.tokens import authenticate_token
+from dls.db.types import utcnow
+from dls.errors import DomainError
+from dls.logs import REQUEST_ID
+from dls.services import SERVICES, Services
+from dls.tenancy.models import Tenant, User
+
+__all__ = ["Api", "ApiError", "Call", "Endpoint", "RequestModel"]
+
+JSON_TYPE = "application/json"
+
+
+class RequestModel(BaseModel):
+    """Base of every request body and query: unknown fields are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class ApiError(Exception):
+    """An answer other than success: status, a stable code and a human message."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+    @classmethod
+    def not_found(cls, what: str = "resource") -> ApiError:
+        # One message for "does not exist" and "not yours": existence is not revealed.
+        return cls(404, "not_found", f"{what} not found")
+
+    @classmethod
+    def forbidden(cls, message: str = "not permitted for your role") -> ApiError:
+        return cls(403, "forbidden", message)
+
+    @classmethod
+    def conflict(cls, message: str) -> ApiError:
+        return cls(409, "conflict", message)
+
+    @classmethod
+    def invalid(cls, field_name: str, message: str) -> ApiError:
+        return cls(
+            422,
+            "validation_error",
+            f"{field_name}: {message}",
+            details=[{"field": field_name, "message": message, "type": "value_error"}],
+        )
+
+
+@dataclass(slots=True)
+class Call:
+    """One authenticated API call, as a handler sees it."""
+
+    request: web.Request
+    services: Services
+    session: AsyncSession
+    user: User
+    tenant: Tenant  # the caller's home tenant
+    params: dict[str, str]
+    body: Any
+    query: Any
+    now: dt.datetime = field(default_factory=utcnow)
+
+    @property
+    def request_id(self) -> str:
+        return REQUEST_ID.get()
+
+    @property
+    def remote(self) -> str | None:
+        return self.request.remote
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: Any  # a model class, list[Model], or None for 204
+    status: int
+    public: bool  # no bearer token needed (login)
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+class Api:
+    """The admin API's endpoint table."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.endpoints: list[Endpoint] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        tag: str,
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        response: Any = None,
+        status: int = 200,
+        public: bool = False,
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.endpoints.append(
+                Endpoint(
+                    method,
+                    self.prefix + path,
+                    handler,
+                    summary,
+                    tag,
+                    body,
+                    query,
+                    response,
+                    status if response is not None else 204,
+                    public,
+                )
+            )
+            return handler
+
+        return register
+
+    def install(self, app: web.Application) -> None:
+        for endpoint in self.endpoints:
+            app.router.add_route(endpoint.method, endpoint.path, _wrap(endpoint))
+
+
+def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    adapter = TypeAdapter(endpoint.response) if endpoint.response is not None else None
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            services = request.app[SERVICES]
+            async with services.sessions() as session, session.begin():
+                # Authenticate first: an anonymous caller learns nothing about the body's rules.
+                user, tenant = await _authenticate(request, session, endpoint.public)
+                body = await _parse_body(request, endpoint.body)
+                query = _parse_query(request, endpoint.query)
+                call = Call(
+                    request,
+                    services,
+                    session,
+                    user,
+                    tenant,  # type: ignore[arg-type]
+                    dict(request.match_info),
+                    body,
+                    query,
+                )
+                result = await endpoint.handler(call)
+                if adapter is None:
+                    return web.Response(status=204)
+                payload = adapter.dump_json(adapter.validate_python(result, from_attributes=True))
+            return web.Response(body=payload, status=endpoint.status, content_type=JSON_TYPE)
+        except ApiError as error:
+            return error_response(error)
+        except DomainError as error:
+            if error.conflict:
+                return error_response(ApiError.conflict(str(error)))
+            return error_response(ApiError.invalid(error.field, error.message))
+
+    handle.__name__ = endpoint.operation_id
+    return handle
+
+
+def error_response(error: ApiError) -> web.Response:
+    body: dict[str, Any] = {"error": error.code, "message": error.message}
+    if error.details is not None:
+        body["details"] = error.details
+    return web.json_response(body, status=error.status, headers=error.headers)
+
+
+async def _authenticate(
+    request: web.Request, session: AsyncSession, public: bool
+) -> tuple[User | None, Tenant | None]:
+    if public:
+        return None, None
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    found = None
+    if scheme.lower() == "bearer" and token:
+        found = await authenticate_token(session, token.strip())
+    if found is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a valid bearer token is required",
+            headers={"WWW-Authenticate": 'Bearer realm="dls"'},
+        )
+    user, tenant, _ = found
+    return user, tenant
+
+
+async def _parse_body(request: web.Request, model: type[BaseModel] | None) -> Any:
+    if model is None:
+        return None
+    if request.content_type != JSON_TYPE:
+        raise ApiError(415, "unsupported_media_type", f"send {JSON_TYPE}")
+    try:
+        raw = await request.read()
+        data = json.loads(raw)
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, "too_large", "request body too large") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "bad_json", f"body is not valid JSON: {exc}") from None
+    return _validate(model, data)
+
+
+def _parse_query(request: web.Request, model: type[BaseModel] | None) -> Any:
+    if model is None:
+        if request.query:
+            name = next(iter(request.query))
+            raise ApiError.invalid(name, "unknown query parameter")
+        return None
+    return _validate(model, dict(request.query))
+
+
+def _validate(model: type[BaseModel], data: Any) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {
+                "field": ".".join(str(part) for part in error["loc"]) or "body",
+                "message": "unknown field" if error["type"] == "extra_forbidden" else error["msg"],
+                "type": error["type"],
+            }
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        raise ApiError(422, "validation_error", summary, details=details) from None

@@ -1,0 +1,1 @@
+"""Admin authentication: password hashing, bearer tokens, login rate limits."""

@@ -1,0 +1,1 @@
+"""Support tickets raised by customers and by partners on their behalf."""
