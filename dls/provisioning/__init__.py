@@ -1,0 +1,1 @@
+"""The device-facing provisioning protocols: Unify WPI and 3rd-party configuration files."""
