@@ -8,7 +8,15 @@ from __future__ import annotations
 from dls import audit
 from dls.auth import models as auth_models
 from dls.db.base import Base
+from dls.devices import models as device_models
 from dls.tenancy import models as tenancy_models
 from dls.tickets import models as ticket_models
 
-__all__ = ["Base", "audit", "auth_models", "tenancy_models", "ticket_models"]
+__all__ = [
+    "Base",
+    "audit",
+    "auth_models",
+    "device_models",
+    "tenancy_models",
+    "ticket_models",
+]

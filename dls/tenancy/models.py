@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dls.db.base import Base
@@ -46,6 +46,8 @@ class Tenant(Base):
     partner_access: Mapped[bool] = mapped_column(Boolean, default=False)
     partner_access_expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     self_setup_allowed: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Legacy "MAC only" device trust: off by default, shown as a warning on the tenant.
+    legacy_mac_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     order_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
