@@ -7,6 +7,7 @@ from aiohttp import web
 from dls import api
 from dls.api import health
 from dls.middleware import LISTENER, request_context
+from dls.provisioning.files.handler import FileProvisioner
 from dls.services import SERVICES, Services
 
 __all__ = ["build_admin_app", "build_device_app", "build_secure_app"]
@@ -25,12 +26,14 @@ def _application(services: Services, listener: str, client_max_size: int) -> web
 def build_device_app(services: Services) -> web.Application:
     app = _application(services, "device", DEVICE_BODY_LIMIT)
     app.router.add_get("/healthz", health.healthz)
+    FileProvisioner(services, services.ledger).install(app)
     return app
 
 
 def build_secure_app(services: Services) -> web.Application:
     app = _application(services, "secure", DEVICE_BODY_LIMIT)
     app.router.add_get("/healthz", health.healthz)
+    FileProvisioner(services, services.ledger).install(app)
     return app
 
 

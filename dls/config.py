@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     secure_port: int = Field(
         default=18444, ge=1, le=65535, description="Secure device listener (client cert required)."
     )
+    public_device_url: str = Field(
+        default="",
+        pattern=r"^(https://[^/\s]+)?$",
+        description="https://host[:port] phones use for the device listener; default "
+        "https://<first hostname>:<device_port>. Set it behind NAT or a load balancer.",
+    )
     admin_bind: str = Field(default="127.0.0.1", description="Address of the admin listener.")
     admin_port: int = Field(default=8443, ge=1, le=65535, description="Admin listener.")
     workers: int = Field(
@@ -134,6 +140,11 @@ class Settings(BaseSettings):
         if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return value
+
+    @property
+    def device_url(self) -> str:
+        """Where phones reach the device listener, without a trailing slash."""
+        return self.public_device_url or f"https://{self.hostnames[0]}:{self.device_port}"
 
     @property
     def effective_database_url(self) -> str:

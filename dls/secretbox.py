@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -32,13 +33,19 @@ class SecretError(Exception):
 
 
 class SecretBox:
-    __slots__ = ("_aead", "key_id")
+    __slots__ = ("_aead", "_key", "key_id")
 
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise ValueError("the secret key must be 32 bytes (AES-256)")
         self._aead = AESGCM(key)
+        self._key = key
         self.key_id = hashlib.sha256(key).hexdigest()[:8]
+
+    def derive(self, label: str) -> bytes:
+        """A 32-byte key for another purpose (e.g. signing nonces), the same on every
+        instance that shares the secret key, and useless for opening ciphertexts."""
+        return hmac.new(self._key, b"dls-derive:" + label.encode(), hashlib.sha256).digest()
 
     def encrypt(self, plaintext: str, purpose: str) -> str:
         nonce = secrets.token_bytes(12)

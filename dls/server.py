@@ -28,9 +28,12 @@ from dls.app import build_admin_app, build_device_app, build_secure_app
 from dls.config import Settings
 from dls.db.engine import create_engine, session_factory
 from dls.db.migrate import upgrade
+from dls.devices.catalog import load_catalog
 from dls.discovery import Advertiser
 from dls.middleware import AccessLogger
 from dls.pki import Pki, ensure_pki, fingerprint
+from dls.provisioning.ledger import Ledger
+from dls.secretbox import load_secret_box
 from dls.services import Services
 from dls.tenancy.bootstrap import FirstOperator, ensure_operator
 
@@ -55,6 +58,8 @@ def prepare(settings: Settings) -> Startup:
     """Create what is missing (certificates, schema, first operator) before serving."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     pki = ensure_pki(settings)
+    load_secret_box(settings)  # creates certs/secret.key once, before workers race for it
+    load_catalog()  # a malformed profile stops the start, not the first phone's request
     first: list[FirstOperator | None] = []
     run_async(_migrate(settings, first))
     return Startup(pki, fingerprint(pki.ca_cert), first[0])
@@ -104,7 +109,11 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
 
     engine = create_engine(settings.effective_database_url)
-    services = Services(settings, pki, engine, session_factory(engine))
+    sessions = session_factory(engine)
+    services = Services(
+        settings, pki, engine, sessions, load_secret_box(settings), load_catalog(),
+        Ledger(sessions),
+    )
     reuse_port = settings.workers > 1
     listeners = [
         (
@@ -128,6 +137,8 @@ async def _serve(
     ]
     async with AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
+        await services.ledger.start()
+        stack.push_async_callback(services.ledger.stop)  # after the listeners close
         for app, host, port, context in listeners:
             runner = web.AppRunner(
                 app,

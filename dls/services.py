@@ -8,7 +8,10 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dls.config import Settings
+from dls.devices.catalog import ModelCatalog
 from dls.pki import Pki
+from dls.provisioning.ledger import Ledger
+from dls.secretbox import SecretBox
 
 __all__ = ["SERVICES", "Services"]
 
@@ -21,6 +24,9 @@ class Services:
     pki: Pki
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    box: SecretBox  # secrets at rest
+    catalog: ModelCatalog  # validated models
+    ledger: Ledger  # buffered "last seen" facts and fetch records
 
 
 SERVICES = web.AppKey("services", Services)

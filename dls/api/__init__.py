@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dls.api import audit, auth, partner, tenants, users  # noqa: F401 - declare endpoints
+from dls.api import (  # noqa: F401 - importing a module declares its endpoints
+    audit,
+    auth,
+    device_settings,
+    devices,
+    partner,
+    tenants,
+    tickets,
+    users,
+)
 from dls.api.common import API_PREFIX, api
 from dls.api.openapi import OPENAPI, build_document, openapi_handler
 

@@ -28,11 +28,19 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
 
 
+def _sqlite_begin(connection: Any) -> None:
+    # The sqlite3 module's own transaction handling defers BEGIN and breaks SAVEPOINT;
+    # with it switched off (isolation_level=None below) SQLAlchemy's BEGIN is the real one.
+    connection.exec_driver_sql("BEGIN")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
     # WAL lets readers (device polls) run while a writer commits; foreign keys are off in
     # SQLite unless asked for on every connection; busy_timeout waits instead of failing
     # when another worker process holds the write lock.

@@ -12,7 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dls.app import build_admin_app
 from dls.config import Settings
 from dls.db.engine import session_factory
+from dls.devices.catalog import load_catalog
 from dls.pki import ensure_pki
+from dls.provisioning.ledger import Ledger
+from dls.secretbox import load_secret_box
 from dls.services import Services
 from tests.api.world import World, build_world
 
@@ -20,7 +23,11 @@ from tests.api.world import World, build_world
 @pytest.fixture
 async def services(engine: AsyncEngine, make_settings: Callable[..., Settings]) -> Services:
     settings = make_settings()
-    return Services(settings, ensure_pki(settings), engine, session_factory(engine))
+    sessions = session_factory(engine)
+    return Services(
+        settings, ensure_pki(settings), engine, sessions, load_secret_box(settings),
+        load_catalog(), Ledger(sessions),
+    )
 
 
 @pytest.fixture

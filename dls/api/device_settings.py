@@ -1,0 +1,373 @@
+"""Settings documents per level, device groups, and a device's effective configuration."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from sqlalchemy import select
+
+from dls.api.access import record, require, require_operator
+from dls.api.common import api
+from dls.api.devices import _device_in
+from dls.api.routing import ApiError, Call, RequestModel
+from dls.devices.effective import SYSTEM_KEY, load_context, resolve_settings
+from dls.devices.inheritance import ResolutionError, SettingsLayer, effective_view
+from dls.devices.layers import encode_layer, masked_layer_json, purpose
+from dls.devices.models import DeviceGroup, Scope, SettingsDocument
+from dls.provisioning.files.preview import render_previews
+from dls.tenancy.models import User
+
+TAG = "device settings"
+
+
+class SettingsOut(BaseModel):
+    scope: Scope
+    scope_key: str
+    revision: int = Field(description="0 when nothing is stored at this level.")
+    settings: dict[str, Any] = Field(description="The sparse document; secrets masked.")
+
+
+class SettingsPut(RequestModel):
+    settings: dict[str, Any] = Field(
+        description="A sparse settings document (see the README). Absent fields inherit, "
+        "null clears what levels above set; a secret sent back as ******** keeps its value."
+    )
+
+
+class GroupCreate(RequestModel):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+
+
+class GroupOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    tenant_id: str
+    name: str
+    created_at: dt.datetime
+
+
+class EffectiveRow(BaseModel):
+    path: str
+    value: Any
+    level: str | None = Field(description="system, tenant, group, user, device; null: default.")
+    source: str | None
+    secret: bool
+
+
+class FilePreview(BaseModel):
+    file: str
+    content: str = Field(description="What the device will fetch, secrets masked.")
+
+
+class EffectiveOut(BaseModel):
+    device_id: int
+    revision: str
+    values: list[EffectiveRow]
+    files: list[FilePreview]
+    problems: list[str] = Field(description="Why the settings do not resolve, if they don't.")
+
+
+async def _document(call: Call, scope: Scope, key: str) -> SettingsDocument | None:
+    return await call.session.scalar(
+        select(SettingsDocument).where(
+            SettingsDocument.scope == scope, SettingsDocument.scope_key == key
+        )
+    )
+
+
+def _out(scope: Scope, key: str, document: SettingsDocument | None) -> SettingsOut:
+    return SettingsOut(
+        scope=scope,
+        scope_key=key,
+        revision=document.revision if document else 0,
+        settings=masked_layer_json(document.data) if document else {},
+    )
+
+
+async def _put(call: Call, access: Any, scope: Scope, key: str) -> SettingsOut:
+    body: SettingsPut = call.body
+    try:
+        layer = SettingsLayer.model_validate(body.settings)
+    except ValidationError as exc:
+        details = [
+            {
+                "field": "settings." + ".".join(str(p) for p in e["loc"]),
+                "message": "unknown field" if e["type"] == "extra_forbidden" else e["msg"],
+                "type": e["type"],
+            }
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise ApiError(
+            422,
+            "validation_error",
+            "; ".join(f"{d['field']}: {d['message']}" for d in details),
+            details=details,
+        ) from None
+    document = await _document(call, scope, key)
+    try:
+        data = encode_layer(
+            layer, call.services.box, purpose(scope.value, key), document.data if document else None
+        )
+    except ValueError as exc:
+        raise ApiError.invalid("settings", str(exc)) from None
+    if document is None:
+        document = SettingsDocument(scope=scope, scope_key=key, data=data, revision=1)
+        call.session.add(document)
+    elif document.data != data:
+        document.data = data
+        document.revision += 1
+    await call.session.flush()
+    # The audit entry holds the masked document: what was set, never a secret.
+    record(
+        call,
+        access,
+        "settings.put",
+        f"settings.{scope.value}",
+        key,
+        {"settings": masked_layer_json(data), "revision": document.revision},
+        target_tenant_id=access.tenant.tenant_id if access else None,
+    )
+    return _out(scope, key, document)
+
+
+async def _group_in(call: Call, tenant_id: str) -> DeviceGroup:
+    group_id = call.params["group_id"]
+    group = await call.session.get(DeviceGroup, int(group_id)) if group_id.isdigit() else None
+    if group is None or group.tenant_id != tenant_id:
+        raise ApiError.not_found("device group")
+    return group
+
+
+async def _user_in(call: Call, tenant_id: str) -> User:
+    user_id = call.params["user_id"]
+    user = await call.session.get(User, int(user_id)) if user_id.isdigit() else None
+    if user is None or user.tenant_id != tenant_id:
+        raise ApiError.not_found("user")
+    return user
+
+
+# --- system -----------------------------------------------------------------------------
+
+
+@api.route(
+    "GET",
+    "/system/settings",
+    summary="System default settings (operator)",
+    tag=TAG,
+    response=SettingsOut,
+)
+async def get_system_settings(call: Call) -> SettingsOut:
+    require_operator(call)
+    return _out(Scope.SYSTEM, SYSTEM_KEY, await _document(call, Scope.SYSTEM, SYSTEM_KEY))
+
+
+@api.route(
+    "PUT",
+    "/system/settings",
+    summary="Replace the system default settings (operator)",
+    tag=TAG,
+    body=SettingsPut,
+    response=SettingsOut,
+)
+async def put_system_settings(call: Call) -> SettingsOut:
+    require_operator(call)
+    return await _put(call, None, Scope.SYSTEM, SYSTEM_KEY)
+
+
+# --- tenant, group, user, device ----------------------------------------------------------
+
+
+@api.route(
+    "GET",
+    "/tenants/{tenant_id}/settings",
+    summary="A tenant's settings",
+    tag=TAG,
+    response=SettingsOut,
+)
+async def get_tenant_settings(call: Call) -> SettingsOut:
+    access = await require(call, call.params["tenant_id"], "settings", "read")
+    key = access.tenant.tenant_id
+    return _out(Scope.TENANT, key, await _document(call, Scope.TENANT, key))
+
+
+@api.route(
+    "PUT",
+    "/tenants/{tenant_id}/settings",
+    summary="Replace a tenant's settings",
+    tag=TAG,
+    body=SettingsPut,
+    response=SettingsOut,
+)
+async def put_tenant_settings(call: Call) -> SettingsOut:
+    access = await require(call, call.params["tenant_id"], "settings", "write")
+    return await _put(call, access, Scope.TENANT, access.tenant.tenant_id)
+
+
+@api.route(
+    "GET",
+    "/tenants/{tenant_id}/groups",
+    summary="Device groups of a tenant",
+    tag=TAG,
+    response=list[GroupOut],
+)
+async def list_groups(call: Call) -> list[DeviceGroup]:
+    access = await require(call, call.params["tenant_id"], "device", "read")
+    rows = await call.session.scalars(
+        select(DeviceGroup)
+        .where(DeviceGroup.tenant_id == access.tenant.tenant_id)
+        .order_by(DeviceGroup.name, DeviceGroup.id)
+    )
+    return list(rows)
+
+
+@api.route(
+    "POST",
+    "/tenants/{tenant_id}/groups",
+    summary="Create a device group",
+    tag=TAG,
+    body=GroupCreate,
+    response=GroupOut,
+    status=201,
+)
+async def create_group(call: Call) -> DeviceGroup:
+    access = await require(call, call.params["tenant_id"], "device", "write")
+    body: GroupCreate = call.body
+    exists = await call.session.scalar(
+        select(DeviceGroup.id).where(
+            DeviceGroup.tenant_id == access.tenant.tenant_id, DeviceGroup.name == body.name
+        )
+    )
+    if exists is not None:
+        raise ApiError.conflict("a group of that name exists")
+    group = DeviceGroup(tenant_id=access.tenant.tenant_id, name=body.name)
+    call.session.add(group)
+    await call.session.flush()
+    record(call, access, "group.create", "device_group", group.id, {"name": body.name})
+    return group
+
+
+@api.route(
+    "GET",
+    "/tenants/{tenant_id}/groups/{group_id}/settings",
+    summary="A device group's settings",
+    tag=TAG,
+    response=SettingsOut,
+)
+async def get_group_settings(call: Call) -> SettingsOut:
+    access = await require(call, call.params["tenant_id"], "settings", "read")
+    group = await _group_in(call, access.tenant.tenant_id)
+    return _out(Scope.GROUP, str(group.id), await _document(call, Scope.GROUP, str(group.id)))
+
+
+@api.route(
+    "PUT",
+    "/tenants/{tenant_id}/groups/{group_id}/settings",
+    summary="Replace a device group's settings",
+    tag=TAG,
+    body=SettingsPut,
+    response=SettingsOut,
+)
+async def put_group_settings(call: Call) -> SettingsOut:
+    access = await require(call, call.params["tenant_id"], "settings", "write")
+    group = await _group_in(call, access.tenant.tenant_id)
+    return await _put(call, access, Scope.GROUP, str(group.id))
+
+
+@api.route(
+    "GET",
+    "/tenants/{tenant_id}/users/{user_id}/settings",
+    summary="A user's settings (typically the user's line)",
+    tag=TAG,
+    response=SettingsOut,
+)
+async def get_user_settings(call: Call) -> SettingsOut:
+    access = await require(call, call.params["tenant_id"], "settings", "read")
+    user = await _user_in(call, access.tenant.tenant_id)
+    return _out(Scope.USER, str(user.id), await _document(call, Scope.USER, str(user.id)))
+
+
+@api.route(
+    "PUT",
+    "/tenants/{tenant_id}/users/{user_id}/settings",
+    summary="Replace a user's settings",
+    tag=TAG,
+    body=SettingsPut,
+    response=SettingsOut,
+)
+async def put_user_settings(call: Call) -> SettingsOut:
+    access = await require(call, call.params["tenant_id"], "settings", "write")
+    user = await _user_in(call, access.tenant.tenant_id)
+    return await _put(call, access, Scope.USER, str(user.id))
+
+
+@api.route(
+    "GET",
+    "/tenants/{tenant_id}/devices/{device_id}/settings",
+    summary="A device's own settings",
+    tag=TAG,
+    response=SettingsOut,
+)
+async def get_device_settings(call: Call) -> SettingsOut:
+    access = await require(call, call.params["tenant_id"], "settings", "read")
+    device = await _device_in(call, access.tenant.tenant_id)
+    return _out(Scope.DEVICE, str(device.id), await _document(call, Scope.DEVICE, str(device.id)))
+
+
+@api.route(
+    "PUT",
+    "/tenants/{tenant_id}/devices/{device_id}/settings",
+    summary="Replace a device's own settings",
+    tag=TAG,
+    body=SettingsPut,
+    response=SettingsOut,
+)
+async def put_device_settings(call: Call) -> SettingsOut:
+    access = await require(call, call.params["tenant_id"], "settings", "write")
+    device = await _device_in(call, access.tenant.tenant_id)
+    return await _put(call, access, Scope.DEVICE, str(device.id))
+
+
+@api.route(
+    "GET",
+    "/tenants/{tenant_id}/devices/{device_id}/effective-config",
+    summary="Each resolved value with the level it came from, and a preview of every "
+    "file the device will fetch (secrets masked)",
+    tag=TAG,
+    response=EffectiveOut,
+)
+async def effective_config(call: Call) -> EffectiveOut:
+    access = await require(call, call.params["tenant_id"], "settings", "read")
+    device = await _device_in(call, access.tenant.tenant_id)
+    context = await load_context(call.session, device_id=device.id)
+    assert context is not None
+    try:
+        resolution = resolve_settings(context, None)
+    except ResolutionError as exc:
+        return EffectiveOut(
+            device_id=device.id,
+            revision=context.revision,
+            values=[],
+            files=[],
+            problems=str(exc).splitlines(),
+        )
+    values = [
+        EffectiveRow(
+            path=row.path,
+            value=row.value,
+            level=row.level.name.lower() if row.level else None,
+            source=row.source,
+            secret=row.secret,
+        )
+        for row in effective_view(resolution)
+    ]
+    previews = render_previews(call.services, context, resolution.settings)
+    return EffectiveOut(
+        device_id=device.id,
+        revision=context.revision,
+        values=values,
+        files=[FilePreview(file=name, content=text) for name, text in previews],
+        problems=[],
+    )

@@ -1,0 +1,394 @@
+"""Devices of a tenant: register, list, assign, send to user, retire, import, claim."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import or_, select
+
+from dls.api.access import record, require, require_operator
+from dls.api.common import api
+from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
+from dls.api.routing import ApiError, Call, RequestModel
+from dls.devices import registry
+from dls.devices.models import Device, DeviceStatus, UnclaimedDevice
+from dls.tenancy.models import User
+
+TAG = "devices"
+
+Mac = Annotated[str, StringConstraints(min_length=12, max_length=17)]
+Line = Annotated[int, Field(ge=1, le=64)]
+
+
+class DeviceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    mac: str
+    vendor: str
+    model: str
+    firmware_version: str | None
+    tenant_id: str
+    user_id: int | None
+    user_line: int
+    group_id: int | None
+    status: DeviceStatus
+    first_seen: dt.datetime | None
+    last_seen: dt.datetime | None
+    last_address: str | None
+    last_user_agent: str | None
+    last_revision: str | None = Field(description="Configuration revision last fetched.")
+    digest_password_set: bool = Field(description="Whether HTTP Digest credentials exist.")
+    shipped_at: dt.datetime | None
+    shipment_ref: str | None
+    retired_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+def device_out(device: Device) -> DeviceOut:
+    return DeviceOut.model_validate(
+        {
+            **{k: getattr(device, k) for k in DeviceOut.model_fields if hasattr(device, k)},
+            "digest_password_set": device.digest_password is not None,
+        }
+    )
+
+
+class DeviceCreate(RequestModel):
+    mac: Mac = Field(description="12 hex digits; ':', '-' and '.' separators are accepted.")
+    vendor: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+    model: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    user_id: int | None = None
+    user_line: Line = 1
+    group_id: int | None = None
+
+
+class DeviceUpdate(RequestModel):
+    # Omitted fields stay; null clears user or group.
+    model: Annotated[str, StringConstraints(min_length=1, max_length=64)] = None  # type: ignore[assignment]
+    user_id: int | None = None
+    user_line: Line = None  # type: ignore[assignment]
+    group_id: int | None = None
+
+
+class DeviceListQuery(PageQuery):
+    q: str | None = Field(default=None, max_length=64, description="MAC part, model, user name.")
+    status: DeviceStatus | None = None
+    model: str | None = Field(default=None, max_length=64)
+    user_id: int | None = None
+    sort: Literal["mac", "id"] = "mac"
+
+
+class SendRequest(RequestModel):
+    shipment_ref: Annotated[str, StringConstraints(max_length=100)] | None = None
+
+
+class DigestRequest(RequestModel):
+    password: Annotated[str, StringConstraints(min_length=16, max_length=128)] | None = Field(
+        default=None, description="Omit to have the server generate one."
+    )
+
+
+class DigestOut(BaseModel):
+    username: str = Field(description="The device's MAC, as the phone sends it.")
+    password: str = Field(description="Shown once; stored encrypted, never returned again.")
+
+
+class ImportRequest(RequestModel):
+    csv: Annotated[str, StringConstraints(max_length=1_000_000)] = Field(
+        description="Rows of mac,model,user,line; a header row is optional."
+    )
+
+
+class ImportRowOut(BaseModel):
+    row: int
+    mac: str
+    outcome: Literal["created", "error"]
+    device_id: int | None
+    error: str | None
+
+
+class ClaimRequest(RequestModel):
+    mac: Mac
+    model: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None, description="Defaults to the model the device reported."
+    )
+    user_id: int | None = None
+    user_line: Line = 1
+
+
+class UnclaimedOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    mac: str
+    vendor: str
+    model: str | None
+    firmware_version: str | None
+    address: str | None
+    user_agent: str | None
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    requests: int
+
+
+class UnclaimedQuery(PageQuery):
+    vendor: str | None = Field(default=None, max_length=32)
+
+
+async def _device_in(call: Call, tenant_id: str) -> Device:
+    device_id = call.params["device_id"]
+    device = await call.session.get(Device, int(device_id)) if device_id.isdigit() else None
+    if device is None or device.tenant_id != tenant_id:
+        raise ApiError.not_found("device")
+    return device
+
+
+@api.route(
+    "GET",
+    "/tenants/{tenant_id}/devices",
+    summary="Devices of a tenant, searchable",
+    tag=TAG,
+    query=DeviceListQuery,
+    response=Page[DeviceOut],
+)
+async def list_devices(call: Call) -> dict[str, object]:
+    access = await require(call, call.params["tenant_id"], "device", "read")
+    query: DeviceListQuery = call.query
+    statement = select(Device).where(Device.tenant_id == access.tenant.tenant_id)
+    if query.status is not None:
+        statement = statement.where(Device.status == query.status)
+    if query.model:
+        statement = statement.where(Device.model == query.model)
+    if query.user_id is not None:
+        statement = statement.where(Device.user_id == query.user_id)
+    if query.q:
+        needle = query.q.lower()
+        mac_part = registry.normalise_mac(needle) or needle.replace(":", "").replace("-", "")
+        users = select(User.id).where(
+            User.tenant_id == access.tenant.tenant_id, User.username == query.q
+        )
+        statement = statement.where(
+            or_(
+                Device.mac.contains(mac_part, autoescape=True),
+                Device.model == query.q,
+                Device.user_id.in_(users),
+            )
+        )
+    sort = Device.mac if query.sort == "mac" else Device.id
+    statement = apply_keyset(statement, sort, Device.id, query.after, query.limit)
+    rows = (await call.session.scalars(statement)).all()
+    page = page_of(rows, query.limit, lambda d: (getattr(d, query.sort), d.id))
+    return {"items": [device_out(d) for d in page["items"]], "next": page["next"]}
+
+
+@api.route(
+    "POST",
+    "/tenants/{tenant_id}/devices",
+    summary="Register a validated device",
+    tag=TAG,
+    body=DeviceCreate,
+    response=DeviceOut,
+    status=201,
+)
+async def create_device(call: Call) -> DeviceOut:
+    access = await require(call, call.params["tenant_id"], "device", "write")
+    body: DeviceCreate = call.body
+    device, changes = await registry.create_device(
+        call.session,
+        access.tenant,
+        mac=body.mac,
+        vendor=body.vendor,
+        model=body.model,
+        assignment=registry.Assignment(body.user_id, body.user_line, body.group_id),
+        lookup=call.services.catalog.lookup,
+    )
+    record(call, access, "device.create", "device", device.id, changes)
+    return device_out(device)
+
+
+@api.route(
+    "GET",
+    "/tenants/{tenant_id}/devices/{device_id}",
+    summary="One device",
+    tag=TAG,
+    response=DeviceOut,
+)
+async def get_device(call: Call) -> DeviceOut:
+    access = await require(call, call.params["tenant_id"], "device", "read")
+    return device_out(await _device_in(call, access.tenant.tenant_id))
+
+
+@api.route(
+    "PATCH",
+    "/tenants/{tenant_id}/devices/{device_id}",
+    summary="Assign a user, line or group, or correct the model",
+    tag=TAG,
+    body=DeviceUpdate,
+    response=DeviceOut,
+)
+async def update_device(call: Call) -> DeviceOut:
+    access = await require(call, call.params["tenant_id"], "device", "write")
+    device = await _device_in(call, access.tenant.tenant_id)
+    body: DeviceUpdate = call.body
+    changes = await registry.update_assignment(
+        call.session,
+        access.tenant,
+        device,
+        body.model_dump(exclude_unset=True),
+        call.services.catalog.lookup,
+    )
+    if changes:
+        record(call, access, "device.update", "device", device.id, changes)
+    return device_out(device)
+
+
+@api.route(
+    "POST",
+    "/tenants/{tenant_id}/devices/{device_id}/send",
+    summary="Record that the device was sent to its user (notifies nothing external)",
+    tag=TAG,
+    body=SendRequest,
+    response=DeviceOut,
+)
+async def send_device(call: Call) -> DeviceOut:
+    access = await require(call, call.params["tenant_id"], "device", "write")
+    device = await _device_in(call, access.tenant.tenant_id)
+    body: SendRequest = call.body
+    changes = registry.send_to_user(device, call.now, body.shipment_ref)
+    record(call, access, "device.send", "device", device.id, changes)
+    return device_out(device)
+
+
+@api.route(
+    "POST",
+    "/tenants/{tenant_id}/devices/{device_id}/retire",
+    summary="Retire a device: it is no longer served",
+    tag=TAG,
+    response=DeviceOut,
+)
+async def retire_device(call: Call) -> DeviceOut:
+    access = await require(call, call.params["tenant_id"], "device", "write")
+    device = await _device_in(call, access.tenant.tenant_id)
+    changes = registry.retire(device, call.now)
+    if changes:
+        record(call, access, "device.retire", "device", device.id, changes)
+    return device_out(device)
+
+
+@api.route(
+    "POST",
+    "/tenants/{tenant_id}/devices/{device_id}/digest-credentials",
+    summary="Set or generate the device's HTTP Digest password (shown once)",
+    tag=TAG,
+    body=DigestRequest,
+    response=DigestOut,
+)
+async def set_digest(call: Call) -> DigestOut:
+    access = await require(call, call.params["tenant_id"], "device", "write")
+    device = await _device_in(call, access.tenant.tenant_id)
+    body: DigestRequest = call.body
+    password = registry.set_digest_password(device, call.services.box, body.password)
+    record(
+        call,
+        access,
+        "device.digest_credentials",
+        "device",
+        device.id,
+        {"digest_password": "set", "generated": body.password is None},
+    )
+    return DigestOut(username=device.mac, password=password)
+
+
+@api.route(
+    "POST",
+    "/tenants/{tenant_id}/devices/import",
+    summary="Register devices from CSV (mac,model,user,line); a report per row",
+    tag=TAG,
+    body=ImportRequest,
+    response=list[ImportRowOut],
+)
+async def import_devices(call: Call) -> list[ImportRowOut]:
+    access = await require(call, call.params["tenant_id"], "device", "write")
+    body: ImportRequest = call.body
+    rows = registry.parse_csv(body.csv)
+    catalog = call.services.catalog
+    results = await registry.import_csv(
+        call.session, access.tenant, catalog.vendor_of, rows, catalog.lookup
+    )
+    created = [r.device_id for r in results if r.outcome == "created"]
+    record(
+        call,
+        access,
+        "device.import",
+        "device",
+        "csv",
+        {"rows": len(results), "created": len(created), "device_ids": created[:100]},
+    )
+    return [
+        ImportRowOut(
+            row=r.row,
+            mac=r.mac,
+            outcome=r.outcome,  # type: ignore[arg-type]
+            device_id=r.device_id,
+            error=r.error,
+        )
+        for r in results
+    ]
+
+
+@api.route(
+    "POST",
+    "/tenants/{tenant_id}/devices/claim",
+    summary="Claim an unclaimed device by MAC into this tenant",
+    tag=TAG,
+    body=ClaimRequest,
+    response=DeviceOut,
+    status=201,
+)
+async def claim_device(call: Call) -> DeviceOut:
+    access = await require(call, call.params["tenant_id"], "device", "write")
+    body: ClaimRequest = call.body
+    mac = registry.normalise_mac(body.mac)
+    unclaimed = await call.session.get(UnclaimedDevice, mac) if mac else None
+    if unclaimed is None:
+        raise ApiError.not_found("unclaimed device")
+    model = body.model or unclaimed.model
+    if model is None:
+        raise ApiError.invalid("model", "the device did not report its model; name it")
+    device, changes = await registry.create_device(
+        call.session,
+        access.tenant,
+        mac=unclaimed.mac,
+        vendor=unclaimed.vendor,
+        model=model,
+        assignment=registry.Assignment(body.user_id, body.user_line),
+        lookup=call.services.catalog.lookup,
+    )
+    device.firmware_version = unclaimed.firmware_version
+    device.first_seen, device.last_seen = unclaimed.first_seen, unclaimed.last_seen
+    device.last_address, device.last_user_agent = unclaimed.address, unclaimed.user_agent
+    record(call, access, "device.claim", "device", device.id, changes)
+    return device_out(device)
+
+
+@api.route(
+    "GET",
+    "/unclaimed-devices",
+    summary="Devices that asked for configuration but belong to no tenant (operator)",
+    tag=TAG,
+    query=UnclaimedQuery,
+    response=Page[UnclaimedOut],
+)
+async def list_unclaimed(call: Call) -> dict[str, object]:
+    require_operator(call)
+    query: UnclaimedQuery = call.query
+    statement = select(UnclaimedDevice)
+    if query.vendor:
+        statement = statement.where(UnclaimedDevice.vendor == query.vendor)
+    statement = apply_keyset(
+        statement, UnclaimedDevice.mac, UnclaimedDevice.mac, query.after, query.limit
+    )
+    rows = (await call.session.scalars(statement)).all()
+    return page_of(rows, query.limit, lambda u: (u.mac, u.mac))

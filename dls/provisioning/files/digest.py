@@ -1,0 +1,126 @@
+"""HTTP Digest authentication (RFC 7616) for devices, server side.
+
+Phones authenticate configuration fetches with Digest far more widely than with client
+certificates, and most embedded stacks know only MD5; SHA-256 is offered as well, after
+MD5, because several phone stacks take the first challenge they see. Nonces are stateless:
+a timestamp signed with a key derived from the secret key, so any worker or instance can
+check them and nothing is written per challenge. A nonce is valid for NONCE_LIFETIME;
+within it a captured response can be replayed for the same URI (the price of keeping the
+poll path free of writes; the channel is TLS).
+
+No maintained server-side Digest implementation exists for aiohttp, so this is written
+here against the RFC; the simulated devices authenticate with aiohttp's own client-side
+DigestAuthMiddleware, which checks this code against an independent implementation.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import time
+from dataclasses import dataclass
+
+__all__ = ["NONCE_LIFETIME", "DigestVerifier"]
+
+NONCE_LIFETIME = 300  # seconds
+REALM = "dls"
+_ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+_PARAM = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+MAX_HEADER_LENGTH = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    username: str
+    realm: str
+    nonce: str
+    uri: str
+    response: str
+    algorithm: str
+    qop: str | None
+    nc: str | None
+    cnonce: str | None
+
+
+def parse_authorization(header: str) -> Credentials | None:
+    if len(header) > MAX_HEADER_LENGTH:
+        return None
+    scheme, _, rest = header.partition(" ")
+    if scheme.lower() != "digest":
+        return None
+    params = {
+        key.lower(): (quoted.replace('\\"', '"') if quoted is not None else bare)
+        for key, quoted, bare in _PARAM.findall(rest)
+    }
+    try:
+        return Credentials(
+            username=params["username"],
+            realm=params["realm"],
+            nonce=params["nonce"],
+            uri=params["uri"],
+            response=params["response"].lower(),
+            algorithm=params.get("algorithm", "MD5").upper(),
+            qop=params.get("qop"),
+            nc=params.get("nc"),
+            cnonce=params.get("cnonce"),
+        )
+    except KeyError:
+        return None
+
+
+class DigestVerifier:
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _sign(self, stamp: str) -> str:
+        return hmac.new(self._key, stamp.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def nonce(self, now: float | None = None) -> str:
+        stamp = str(int(now if now is not None else time.time()))
+        return base64.b64encode(f"{stamp}:{self._sign(stamp)}".encode()).decode()
+
+    def nonce_state(self, nonce: str, now: float | None = None) -> str:
+        """ "fresh", "stale" (ours but expired: the client should retry) or "bad"."""
+        try:
+            stamp, signature = base64.b64decode(nonce, validate=True).decode().split(":")
+            issued = int(stamp)
+        except (ValueError, UnicodeDecodeError):
+            return "bad"
+        if not hmac.compare_digest(signature, self._sign(stamp)):
+            return "bad"
+        age = (now if now is not None else time.time()) - issued
+        return "fresh" if 0 <= age <= NONCE_LIFETIME else "stale"
+
+    def challenges(self, *, stale: bool = False) -> list[str]:
+        nonce = self.nonce()
+        extra = ", stale=true" if stale else ""
+        return [
+            f'Digest realm="{REALM}", qop="auth", algorithm={name}, nonce="{nonce}"{extra}'
+            for name in ("MD5", "SHA-256")
+        ]
+
+    def verify(self, credentials: Credentials, method: str, username: str, password: str) -> bool:
+        """Whether the response proves ``password``; constant time in the comparison."""
+        hash_function = _ALGORITHMS.get(credentials.algorithm)
+        if hash_function is None or credentials.realm != REALM:
+            return False
+
+        def h(text: str) -> str:
+            return hash_function(text.encode()).hexdigest()
+
+        ha1 = h(f"{username}:{REALM}:{password}")
+        ha2 = h(f"{method}:{credentials.uri}")
+        if credentials.qop == "auth" and credentials.nc and credentials.cnonce:
+            expected = h(
+                f"{ha1}:{credentials.nonce}:{credentials.nc}:{credentials.cnonce}:auth:{ha2}"
+            )
+        elif credentials.qop is None:  # RFC 2069 style, still sent by old stacks
+            expected = h(f"{ha1}:{credentials.nonce}:{ha2}")
+        else:
+            return False
+        same_user = hmac.compare_digest(credentials.username.lower(), username.lower())
+        return hmac.compare_digest(expected, credentials.response) and same_user

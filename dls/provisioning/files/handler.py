@@ -1,0 +1,349 @@
+"""Serving configuration files to 3rd-party phones and ATAs under ``/prov/``.
+
+One request, top to bottom (DESIGN.md's data flow): detect the device from path and
+User-Agent -> identify it by MAC (one indexed query) and decide trust (client certificate,
+HTTP Digest, or the tenant's legacy MAC-only mode) -> resolve its settings -> render, or
+take the rendering cached for this configuration revision -> record the fetch in the
+ledger buffer (no database write here). Anything untrusted gets nothing secret: an unknown
+MAC and a wrong password get the same 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from cryptography import x509
+from sqlalchemy import select
+
+from dls.db.types import utcnow
+from dls.devices.effective import SYSTEM_KEY, DeviceContext, load_context, resolve_settings
+from dls.devices.inheritance import Level, ResolutionError, SettingsLayer, resolve
+from dls.devices.layers import decode_layer, purpose
+from dls.devices.models import DeviceStatus, Scope, SettingsDocument
+from dls.devices.registry import digest_purpose
+from dls.devices.settings import DeviceSettings
+from dls.provisioning.files.detect import Detection, Detector, Rejection
+from dls.provisioning.files.digest import DigestVerifier, parse_authorization
+from dls.provisioning.files.profiles import FileRole, FileScope, FormatFamily, ProfileSet
+from dls.provisioning.files.render import RenderError, RenderRequest, render
+from dls.provisioning.ledger import Fetch, Ledger, Sighting
+from dls.secretbox import SecretBox, SecretError
+from dls.services import Services
+from dls.tls import client_certificate
+
+__all__ = ["PROVISIONING_PREFIX", "FileProvisioner", "RenderCache"]
+
+log = logging.getLogger(__name__)
+
+PROVISIONING_PREFIX = "/prov/"
+RENDER_CACHE_ENTRIES = 50_000  # ~2 KB each: about 100 MB at most
+UPLOAD_LIMIT = 1024 * 1024  # bytes per uploaded file (Poly logs, overrides)
+NOT_FOUND_BODY = b"not found\n"
+_DUMMY_PASSWORD = "dls-dummy-password-for-equal-timing"  # noqa: S105 - never matches
+
+_CONTENT_TYPES = {FormatFamily.KEY_VALUE: "text/plain"}
+_MAC_IN_TEXT = re.compile(
+    r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[:-]?){5}[0-9A-Fa-f]{2}(?![0-9A-Fa-f])"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    body: bytes
+    etag: str
+
+
+class RenderCache:
+    """Rendered files by (device, file, revision): LRU, bounded."""
+
+    def __init__(self, max_entries: int = RENDER_CACHE_ENTRIES) -> None:
+        self._entries: OrderedDict[tuple[object, ...], Rendered] = OrderedDict()
+        self._max = max_entries
+
+    def get(self, key: tuple[object, ...]) -> Rendered | None:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[object, ...], body: bytes) -> Rendered:
+        rendered = Rendered(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+        self._entries[key] = rendered
+        if len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+        return rendered
+
+
+class FileProvisioner:
+    def __init__(self, services: Services, ledger: Ledger) -> None:
+        self._services = services
+        self._ledger = ledger
+        self._profiles: ProfileSet = services.catalog.files
+        self._detector = Detector(self._profiles)
+        self._cache = RenderCache()
+        self._box: SecretBox = services.box
+        self._digest = DigestVerifier(services.box.derive("digest-nonce"))
+        self._base_url = services.settings.device_url + PROVISIONING_PREFIX
+        self._uploads = services.settings.data_dir / "uploads"
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_route("GET", PROVISIONING_PREFIX + "{path:.+}", self.get)
+        app.router.add_route("PUT", PROVISIONING_PREFIX + "{path:.+}", self.put)
+
+    # --- GET ---------------------------------------------------------------------------
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        detection = self._detector.detect(request.match_info["path"], _agent(request))
+        if isinstance(detection, Rejection) or detection.file is None:
+            return _not_found()
+        if detection.file.role in (FileRole.UNSERVED, FileRole.UPLOAD):
+            return _not_found()
+        if detection.file.scope is FileScope.COMMON:
+            return await self._common(request, detection)
+        if detection.mac is None:
+            return _not_found()
+        async with self._services.sessions() as session:
+            context = await load_context(session, mac=detection.mac)
+        refusal = self._authenticate(request, detection, context)
+        if refusal is not None:
+            return refusal
+        assert context is not None
+        rendered = self._device_file(context, detection)
+        if rendered is None:
+            return _not_found()
+        self._ledger.fetched(
+            Fetch(
+                device_id=context.device.id,
+                file=request.match_info["path"][:128],
+                content_hash=rendered.etag.strip('"'),
+                revision=context.revision,
+                at=utcnow(),
+                address=request.remote,
+                user_agent=_agent(request),
+                firmware_version=detection.firmware_version,
+            )
+        )
+        return _answer(request, rendered, self._content_type(detection))
+
+    def _authenticate(
+        self, request: web.Request, detection: Detection, context: DeviceContext | None
+    ) -> web.Response | None:
+        """None when the requester proved it is this device; else the answer to give."""
+        known = context is not None and context.device.status is not DeviceStatus.RETIRED
+        if not known:
+            self._ledger.sighted(
+                Sighting(
+                    mac=detection.mac or "",
+                    vendor=detection.vendor,
+                    model=detection.model,
+                    firmware_version=detection.firmware_version,
+                    address=request.remote,
+                    user_agent=_agent(request),
+                    at=utcnow(),
+                )
+            )
+        if known:
+            assert context is not None
+            if _certificate_names(client_certificate(request), context.device.mac):
+                return None
+            if context.tenant.legacy_mac_only:
+                return None
+        header = request.headers.get("Authorization")
+        credentials = parse_authorization(header) if header else None
+        if credentials is None:
+            return self._challenge(stale=False)
+        nonce = self._digest.nonce_state(credentials.nonce)
+        if nonce == "stale":
+            return self._challenge(stale=True)
+        password = _DUMMY_PASSWORD
+        if known and context is not None and context.device.digest_password is not None:
+            try:
+                password = self._box.decrypt(
+                    context.device.digest_password, digest_purpose(context.device.id)
+                )
+            except SecretError:
+                log.warning("digest password does not decrypt; was the key rotated?")
+        # Verify even for unknown devices, so both take the same time.
+        valid = self._digest.verify(credentials, request.method, detection.mac or "", password)
+        if not (known and valid and nonce == "fresh" and credentials.uri == request.path_qs):
+            return _not_found()
+        return None
+
+    def _challenge(self, *, stale: bool) -> web.Response:
+        response = web.Response(status=401, body=b"authentication required\n")
+        for challenge in self._digest.challenges(stale=stale):
+            response.headers.add("WWW-Authenticate", challenge)
+        return response
+
+    def _device_file(self, context: DeviceContext, detection: Detection) -> Rendered | None:
+        assert detection.file is not None
+        device = context.device
+        profile = self._profiles.get(device.vendor)
+        if profile is None or profile.vendor != detection.vendor:
+            return None
+        model = profile.model(device.model)
+        if model is None:
+            return None
+        key = (device.id, detection.file.name, context.revision, model.name)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        try:
+            settings = resolve_settings(context, self._box).settings
+            body = render(
+                RenderRequest(
+                    profile=profile,
+                    model=model,
+                    file=detection.file,
+                    settings=settings,
+                    mac=device.mac,
+                    base_url=self._base_url,
+                )
+            )
+        except (ResolutionError, RenderError, SecretError) as exc:
+            log.warning(
+                "cannot render %s for device %s: %s",
+                detection.file.name,
+                device.id,
+                exc,
+                extra={"fields": {"revision": context.revision}},
+            )
+            return None
+        return self._cache.put(key, body)
+
+    async def _common(self, request: web.Request, detection: Detection) -> web.StreamResponse:
+        """A file every device of the vendor fetches: system defaults only, never secrets."""
+        assert detection.file is not None
+        profile = self._profiles[detection.vendor]
+        model = detection.model_spec or profile.models[0]
+        async with self._services.sessions() as session:
+            document = await session.scalar(_SYSTEM_DOCUMENT)
+        revision = document.revision if document else 0
+        key = ("common", profile.vendor, detection.file.name, model.name, revision)
+        rendered = self._cache.get(key)
+        if rendered is None:
+            settings = DeviceSettings()
+            if document is not None:
+                # Secrets are not decrypted: the renderer's contract keeps them out of
+                # common files anyway, and a masked value cannot leak.
+                layer = decode_layer(document.data, None, purpose("system", SYSTEM_KEY))
+                settings = _without_secrets(layer)
+            try:
+                body = render(
+                    RenderRequest(
+                        profile=profile,
+                        model=model,
+                        file=detection.file,
+                        settings=settings,
+                        base_url=self._base_url,
+                    )
+                )
+            except RenderError as exc:
+                log.warning("cannot render common file %s: %s", detection.file.name, exc)
+                return _not_found()
+            rendered = self._cache.put(key, body)
+        return _answer(request, rendered, self._content_type(detection))
+
+    def _content_type(self, detection: Detection) -> str:
+        family = self._profiles[detection.vendor].family
+        return _CONTENT_TYPES.get(family, "application/xml")
+
+    # --- PUT (Poly logs and overrides) ---------------------------------------------------
+
+    async def put(self, request: web.Request) -> web.StreamResponse:
+        """Accept an upload the profile declares, from an authenticated device, size-limited,
+        into ``data_dir/uploads/<mac>/``; everything else is refused like an unknown file."""
+        path = request.match_info["path"]
+        detection = self._detector.detect(path, _agent(request))
+        if (
+            isinstance(detection, Rejection)
+            or detection.file is None
+            or detection.file.role is not FileRole.UPLOAD
+            or detection.mac is None
+        ):
+            return _not_found()
+        if request.content_length is not None and request.content_length > UPLOAD_LIMIT:
+            return web.Response(status=413, body=b"upload too large\n")
+        async with self._services.sessions() as session:
+            context = await load_context(session, mac=detection.mac)
+        refusal = self._authenticate(request, detection, context)
+        if refusal is not None:
+            return refusal
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(65536):
+            body += chunk
+            if len(body) > UPLOAD_LIMIT:
+                return web.Response(status=413, body=b"upload too large\n")
+        name = Path(path).name
+        target = self._uploads / detection.mac / name
+        await asyncio.to_thread(_write, target, bytes(body))
+        return web.Response(status=204)
+
+
+_SYSTEM_DOCUMENT = select(SettingsDocument).where(
+    SettingsDocument.scope == Scope.SYSTEM, SettingsDocument.scope_key == SYSTEM_KEY
+)
+
+
+def _without_secrets(layer: SettingsLayer) -> DeviceSettings:
+    cleaned = layer.model_copy(update={"admin_password": None, "lines": None})
+    try:
+        return resolve([(Level.SYSTEM, cleaned)]).settings
+    except ResolutionError:
+        return DeviceSettings()
+
+
+def _write(target: Path, body: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(target.suffix + ".part")
+    temporary.write_bytes(body)
+    temporary.replace(target)
+
+
+def _agent(request: web.Request) -> str | None:
+    return request.headers.get("User-Agent")
+
+
+def _certificate_names(certificate: x509.Certificate | None, mac: str) -> bool:
+    """Whether a verified client certificate names this MAC.
+
+    Our device CA puts the MAC in CN and serialNumber. Vendor factory certificates carry
+    it in CN or a SAN in their own spelling (colons, upper case); we accept any of those
+    fields whose hex digits equal the MAC. This is our reading of vendor certificates,
+    not a documented format.
+    """
+    if certificate is None:
+        return False
+    values = [str(attribute.value) for attribute in certificate.subject]
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        values += [str(name) for name in san.value.get_values_for_type(x509.DNSName)]
+    except x509.ExtensionNotFound:
+        pass
+    return any(
+        re.sub(r"[:-]", "", found.group(0)).lower() == mac
+        for value in values
+        for found in _MAC_IN_TEXT.finditer(value)
+    )
+
+
+def _not_found() -> web.Response:
+    return web.Response(status=404, body=NOT_FOUND_BODY, content_type="text/plain")
+
+
+def _answer(request: web.Request, rendered: Rendered, content_type: str) -> web.Response:
+    if rendered.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers={"ETag": rendered.etag})
+    return web.Response(
+        body=rendered.body,
+        headers={"ETag": rendered.etag, "Cache-Control": "no-cache"},
+        content_type=content_type,
+        charset="utf-8",
+    )

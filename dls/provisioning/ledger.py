@@ -1,0 +1,229 @@
+"""What devices fetched, written in batches off the request path.
+
+A poll appends to an in-memory buffer and returns; a background task writes the buffer
+every FLUSH_INTERVAL (or sooner when it fills): the ledger rows, the devices' last-seen
+facts and status, and unclaimed devices. A crash loses at most one interval of "last
+seen" facts, never configuration.
+
+Unknown MACs are recorded as unclaimed only within a budget: a scan over MACs from one
+address, or from many, cannot grow the table faster than NEW_UNCLAIMED_PER_MINUTE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dls.devices.models import Device, DeviceStatus, ProvisioningRecord, UnclaimedDevice
+
+__all__ = ["Fetch", "Ledger", "Sighting"]
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 1.0  # seconds
+FLUSH_SIZE = 1000  # entries that trigger an early flush
+MAX_BUFFERED = 100_000  # beyond this, new entries are dropped (and counted), never blocking
+NEW_UNCLAIMED_PER_MINUTE = 120  # per process
+NEW_UNCLAIMED_PER_ADDRESS_PER_MINUTE = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """A successful fetch by a registered device."""
+
+    device_id: int
+    file: str
+    content_hash: str
+    revision: str
+    at: dt.datetime
+    address: str | None
+    user_agent: str | None
+    firmware_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A request from a device no tenant has registered."""
+
+    mac: str
+    vendor: str
+    model: str | None
+    firmware_version: str | None
+    address: str | None
+    user_agent: str | None
+    at: dt.datetime
+
+
+class _Budget:
+    """Sliding one-minute window of new unclaimed MACs, overall and per address."""
+
+    def __init__(self) -> None:
+        self._recent: deque[tuple[float, str]] = deque()
+        self._known: set[str] = set()
+
+    def allow(self, mac: str, address: str | None) -> bool:
+        if mac in self._known:
+            return True  # already recorded: updating it grows nothing
+        now = time.monotonic()
+        while self._recent and now - self._recent[0][0] > 60:
+            self._recent.popleft()
+        per_address = sum(1 for _, a in self._recent if a == address)
+        if len(self._recent) >= NEW_UNCLAIMED_PER_MINUTE or (
+            per_address >= NEW_UNCLAIMED_PER_ADDRESS_PER_MINUTE
+        ):
+            return False
+        self._recent.append((now, address or "-"))
+        if len(self._known) < 100_000:
+            self._known.add(mac)
+        return True
+
+
+class Ledger:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._fetches: list[Fetch] = []
+        self._sightings: dict[str, Sighting] = {}
+        self._budget = _Budget()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def fetched(self, fetch: Fetch) -> None:
+        if len(self._fetches) >= MAX_BUFFERED:
+            self.dropped += 1
+            return
+        self._fetches.append(fetch)
+        if len(self._fetches) >= FLUSH_SIZE:
+            self._wake.set()
+
+    def sighted(self, sighting: Sighting) -> None:
+        if sighting.mac in self._sightings or self._budget.allow(sighting.mac, sighting.address):
+            self._sightings[sighting.mac] = sighting
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ledger-flush")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:
+                # The database may be briefly away; keep the entries for the next round.
+                log.exception("ledger flush failed; retrying")
+
+    async def flush(self) -> None:
+        fetches, self._fetches = self._fetches, []
+        sightings, self._sightings = self._sightings, {}
+        if not fetches and not sightings:
+            return
+        try:
+            async with self._sessions() as session, session.begin():
+                await _write_fetches(session, fetches)
+                await _write_sightings(session, list(sightings.values()))
+        except Exception:
+            self._fetches[:0] = fetches[: MAX_BUFFERED - len(self._fetches)]
+            for mac, sighting in sightings.items():
+                self._sightings.setdefault(mac, sighting)
+            raise
+
+
+async def _write_fetches(session: AsyncSession, fetches: list[Fetch]) -> None:
+    if not fetches:
+        return
+    session.add_all(
+        ProvisioningRecord(
+            device_id=f.device_id,
+            file=f.file,
+            content_hash=f.content_hash,
+            revision=f.revision,
+            at=f.at,
+            address=f.address,
+            user_agent=(f.user_agent or "")[:255] or None,
+        )
+        for f in fetches
+    )
+    latest: dict[int, Fetch] = {}
+    for fetch in fetches:
+        latest[fetch.device_id] = fetch
+    devices = {
+        d.id: d for d in await session.scalars(select(Device).where(Device.id.in_(list(latest))))
+    }
+    for device_id, fetch in latest.items():
+        device = devices.get(device_id)
+        if device is None:
+            continue
+        device.first_seen = device.first_seen or fetch.at
+        device.last_seen = fetch.at
+        device.last_address = fetch.address
+        device.last_user_agent = (fetch.user_agent or "")[:255] or None
+        device.last_revision = fetch.revision
+        if fetch.firmware_version:
+            device.firmware_version = fetch.firmware_version
+        if device.status is DeviceStatus.PROVISIONED:
+            device.status = DeviceStatus.ACTIVE
+        elif device.status in (
+            DeviceStatus.UNASSIGNED,
+            DeviceStatus.ASSIGNED,
+            DeviceStatus.SENT_TO_USER,
+        ):
+            device.status = DeviceStatus.PROVISIONED
+
+
+async def _write_sightings(session: AsyncSession, sightings: list[Sighting]) -> None:
+    if not sightings:
+        return
+    macs = [s.mac for s in sightings]
+    registered = set(await session.scalars(select(Device.mac).where(Device.mac.in_(macs))))
+    known = {
+        u.mac: u
+        for u in await session.scalars(select(UnclaimedDevice).where(UnclaimedDevice.mac.in_(macs)))
+    }
+    for sighting in sightings:
+        if sighting.mac in registered:
+            continue  # claimed since; its next fetch is served normally
+        row = known.get(sighting.mac)
+        if row is None:
+            session.add(
+                UnclaimedDevice(
+                    mac=sighting.mac,
+                    vendor=sighting.vendor,
+                    model=sighting.model,
+                    firmware_version=sighting.firmware_version,
+                    address=sighting.address,
+                    user_agent=(sighting.user_agent or "")[:255] or None,
+                    first_seen=sighting.at,
+                    last_seen=sighting.at,
+                    requests=1,
+                )
+            )
+        else:
+            await session.execute(
+                update(UnclaimedDevice)
+                .where(UnclaimedDevice.mac == sighting.mac)
+                .values(
+                    last_seen=sighting.at,
+                    address=sighting.address,
+                    model=sighting.model or row.model,
+                    firmware_version=sighting.firmware_version or row.firmware_version,
+                    user_agent=(sighting.user_agent or "")[:255] or None,
+                    requests=UnclaimedDevice.requests + 1,
+                )
+            )
