@@ -1,7 +1,7 @@
 """Which models dls accepts: the validated models of every vendor profile.
 
-File-provisioned vendors come from their profiles in ``profiles/``; Unify phones, which
-speak WPI instead of fetching files, list their models in ``profiles/unify.toml``.
+File-provisioned vendors come from their profiles in ``profiles/``; WPI vendors (Unify),
+whose profiles map settings to items instead of files, list the device types they accept.
 """
 
 from __future__ import annotations
@@ -10,11 +10,14 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dls.provisioning.files.profiles import DEFAULT_PROFILES_DIR, ProfileSet, load_profiles
+from dls.provisioning.files.profiles import (
+    DEFAULT_PROFILES_DIR,
+    WPI_FAMILY,
+    ProfileSet,
+    load_profiles,
+)
 
 __all__ = ["ModelCatalog", "load_catalog"]
-
-WPI_VENDORS = ("unify",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +57,12 @@ def load_catalog(directory: Path = DEFAULT_PROFILES_DIR) -> ModelCatalog:
     for profile in files:
         for model in profile.models:
             catalog.add(profile.vendor, model.name, model.aliases, model.lines)
-    for vendor in WPI_VENDORS:
-        path = directory / f"{vendor}.toml"
-        if path.exists():
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-            for model in data.get("models", []):
-                catalog.add(
-                    vendor,
-                    model["name"],
-                    tuple(model.get("aliases", ())),
-                    int(model.get("lines", 1)),
-                )
+    for path in sorted(directory.glob("*.toml")):
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        if data.get("format", {}).get("family") != WPI_FAMILY:
+            continue
+        # A WPI profile lists its models by the device type the phones report.
+        lines = int(data.get("lines", 1))
+        for name in data.get("models", []):
+            catalog.add(str(data["vendor"]), str(name), (), lines)
     return catalog

@@ -675,6 +675,9 @@ def _required_values(kind: ValueKind, converter: Converter) -> set[str]:
     return set()
 
 
+WPI_FAMILY = "wpi-items"
+
+
 class ProfileError(ValueError):
     """A profile file is malformed; the message names the file and every problem."""
 
@@ -717,10 +720,19 @@ def load_profile(path: Path) -> VendorProfile:
 
 def load_profiles(directory: Path = DEFAULT_PROFILES_DIR) -> ProfileSet:
     """Load every ``*.toml`` in ``directory``; the first malformed one raises ProfileError."""
-    paths = sorted(directory.glob("*.toml"))
+    paths = [path for path in sorted(directory.glob("*.toml")) if not _speaks_wpi(path)]
     if not paths:
         raise ProfileError(f"no profiles in {directory}")
     return ProfileSet({path.stem: load_profile(path) for path in paths})
+
+
+def _speaks_wpi(path: Path) -> bool:
+    """Unify's profile maps settings to WPI items, not files; its own loader reads it."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False  # let load_profile report it
+    return data.get("format", {}).get("family") == WPI_FAMILY
 
 
 def _describe(path: Path, exc: ValidationError) -> str:
