@@ -13,7 +13,8 @@ from dls.api.common import api
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
 from dls.api.routing import ApiError, Call, RequestModel
 from dls.devices import registry
-from dls.devices.models import Device, DeviceStatus, UnclaimedDevice
+from dls.devices.effective import load_context
+from dls.devices.models import Device, DeviceStatus, ProvisioningRecord, UnclaimedDevice
 from dls.tenancy.models import User
 
 TAG = "devices"
@@ -392,3 +393,87 @@ async def list_unclaimed(call: Call) -> dict[str, object]:
     )
     rows = (await call.session.scalars(statement)).all()
     return page_of(rows, query.limit, lambda u: (u.mac, u.mac))
+
+
+class LedgerOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    file: str
+    content_hash: str
+    revision: str
+    at: dt.datetime
+    address: str | None
+    user_agent: str | None
+
+
+class OutdatedOut(BaseModel):
+    device: DeviceOut
+    current_revision: str
+    last_revision: str | None
+
+
+@api.route(
+    "GET",
+    "/tenants/{tenant_id}/devices/{device_id}/ledger",
+    summary="What the device fetched: file, content hash, revision, time, address",
+    tag=TAG,
+    query=PageQuery,
+    response=Page[LedgerOut],
+)
+async def device_ledger(call: Call) -> dict[str, object]:
+    access = await require(call, call.params["tenant_id"], "device", "read")
+    device = await _device_in(call, access.tenant.tenant_id)
+    query: PageQuery = call.query
+    statement = apply_keyset(
+        select(ProvisioningRecord).where(ProvisioningRecord.device_id == device.id),
+        ProvisioningRecord.id,
+        ProvisioningRecord.id,
+        query.after,
+        query.limit,
+        descending=True,
+    )
+    rows = (await call.session.scalars(statement)).all()
+    return page_of(rows, query.limit, lambda r: (r.id, r.id))
+
+
+@api.route(
+    "GET",
+    "/tenants/{tenant_id}/outdated-devices",
+    summary="Devices that have not yet fetched their current configuration revision",
+    tag=TAG,
+    query=PageQuery,
+    response=Page[OutdatedOut],
+)
+async def outdated_devices(call: Call) -> dict[str, object]:
+    """Walks the tenant's active devices in id order, one page of candidates at a time.
+
+    The current revision is computed, not stored (see dls.devices.effective), so the
+    comparison happens here; a page may hold fewer than ``limit`` items.
+    """
+    access = await require(call, call.params["tenant_id"], "device", "read")
+    query: PageQuery = call.query
+    statement = apply_keyset(
+        select(Device.id).where(
+            Device.tenant_id == access.tenant.tenant_id, Device.status != DeviceStatus.RETIRED
+        ),
+        Device.id,
+        Device.id,
+        query.after,
+        query.limit,
+    )
+    ids = (await call.session.scalars(statement)).all()
+    page = page_of(ids, query.limit, lambda i: (i, i))
+    items = []
+    for device_id in page["items"]:
+        context = await load_context(call.session, device_id=device_id)
+        if context is None or context.device.last_revision == context.revision:
+            continue
+        items.append(
+            OutdatedOut(
+                device=device_out(context.device),
+                current_revision=context.revision,
+                last_revision=context.device.last_revision,
+            )
+        )
+    return {"items": items, "next": page["next"]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy import or_, select
 
 from dls.api.access import record, require, require_operator
@@ -38,8 +38,19 @@ class TenantOut(BaseModel):
     partner_access: bool
     partner_access_expires_at: dt.datetime | None
     self_setup_allowed: bool = Field(description="Default for users: may set up own Unify phones.")
+    legacy_mac_only: bool = Field(description="Devices trusted by MAC alone (insecure).")
+    warnings: list[str] = Field(default_factory=list, description="Risky settings in force.")
     created_at: dt.datetime
     updated_at: dt.datetime
+
+    @model_validator(mode="after")
+    def _warn(self) -> TenantOut:
+        if self.legacy_mac_only and not self.warnings:
+            self.warnings.append(
+                "legacy MAC-only device trust is on: anyone who knows a device's MAC "
+                "gets its configuration, SIP passwords included"
+            )
+        return self
 
 
 class TenantCreate(RequestModel):
@@ -56,6 +67,9 @@ class TenantUpdate(RequestModel):
     self_setup_allowed: bool = None  # type: ignore[assignment]
     country: Country = Field(default=None, description="Operator only.")  # type: ignore[assignment]
     eu: bool = Field(default=None, description="Operator only: decides the DPA rule.")  # type: ignore[assignment]
+    legacy_mac_only: bool = Field(  # type: ignore[assignment]
+        default=None, description="Native admins and operators only; off by default."
+    )
 
 
 class TenantListQuery(PageQuery):
@@ -167,6 +181,8 @@ async def update_tenant(call: Call) -> Tenant:
         await require(call, tenant_id, "tenant_registration", "write")
     if "self_setup_allowed" in values:
         await require(call, tenant_id, "self_setup", "write")
+    if "legacy_mac_only" in values:
+        await require(call, tenant_id, "device_trust", "write")
     changes = service.update_fields(access.tenant, values)
     if changes:
         record(call, access, "tenant.update", "tenant", tenant_id, changes)

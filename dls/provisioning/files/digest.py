@@ -51,8 +51,10 @@ def parse_authorization(header: str) -> Credentials | None:
     if scheme.lower() != "digest":
         return None
     params = {
-        key.lower(): (quoted.replace('\\"', '"') if quoted is not None else bare)
-        for key, quoted, bare in _PARAM.findall(rest)
+        match.group(1).lower(): (
+            match.group(2).replace('\\"', '"') if match.group(2) is not None else match.group(3)
+        )
+        for match in _PARAM.finditer(rest)
     }
     try:
         return Credentials(

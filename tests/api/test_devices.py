@@ -1,0 +1,250 @@
+"""The device registry through the admin API, in process."""
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from dls.db.types import utcnow
+from dls.devices.models import UnclaimedDevice
+from dls.services import Services
+from tests.api.world import World
+
+pytestmark = pytest.mark.db
+
+Client = TestClient[Any, Any]
+HOSTILE = "S3<cr&t>\"'ü"
+
+
+async def _post(client: Client, path: str, who: str, world: World, body: Any) -> Any:
+    response = await client.post("/api/v1" + path, json=body, headers=world.auth(who))
+    return response.status, await response.json()
+
+
+async def test_register_assign_send_and_retire(client: Client, world: World) -> None:
+    tenant = world.tid("opted_in")
+    user_id = world.users["opted_in_user"].id
+    status, device = await _post(
+        client,
+        f"/tenants/{tenant}/devices",
+        "opted_in_admin",
+        world,
+        {"mac": "00:15:65:AA:BB:CC", "vendor": "yealink", "model": "t46u", "user_id": user_id},
+    )
+    assert status == 201, device
+    assert (device["mac"], device["model"], device["status"]) == (
+        "001565aabbcc",
+        "T46U",
+        "assigned",
+    )
+    assert device["digest_password_set"] is False
+
+    status, again = await _post(
+        client,
+        f"/tenants/{world.tid('unlinked')}/devices",
+        "unlinked_admin",
+        world,
+        {"mac": "001565aabbcc", "vendor": "yealink", "model": "T46U"},
+    )
+    assert status == 409 and "already registered" in again["message"]
+
+    path = f"/tenants/{tenant}/devices/{device['id']}"
+    status, sent = await _post(
+        client, path + "/send", "opted_in_admin", world, {"shipment_ref": "DHL 123"}
+    )
+    assert status == 200 and sent["status"] == "sent_to_user"
+
+    status, credentials = await _post(
+        client, path + "/digest-credentials", "opted_in_admin", world, {}
+    )
+    assert status == 200 and credentials["username"] == "001565aabbcc"
+    assert len(credentials["password"]) >= 20
+    shown = await (await client.get("/api/v1" + path, headers=world.auth("opted_in_admin"))).json()
+    assert shown["digest_password_set"] is True and credentials["password"] not in str(shown)
+
+    status, retired = await _post(client, path + "/retire", "opted_in_admin", world, None)
+    assert status == 200 and retired["status"] == "retired"
+    # A retired MAC can be registered again, by anyone.
+    status, reused = await _post(
+        client,
+        f"/tenants/{world.tid('unlinked')}/devices",
+        "unlinked_admin",
+        world,
+        {"mac": "001565aabbcc", "vendor": "yealink", "model": "T46U"},
+    )
+    assert status == 201 and reused["tenant_id"] == world.tid("unlinked")
+    assert reused["digest_password_set"] is False
+
+
+async def test_only_validated_models_and_own_users(client: Client, world: World) -> None:
+    tenant = world.tid("opted_in")
+    status, body = await _post(
+        client,
+        f"/tenants/{tenant}/devices",
+        "opted_in_admin",
+        world,
+        {"mac": "001565aabbc1", "vendor": "yealink", "model": "T99X"},
+    )
+    assert status == 422 and body["details"][0]["field"] == "model"
+    other_user = world.users["unlinked_user"].id
+    status, body = await _post(
+        client,
+        f"/tenants/{tenant}/devices",
+        "opted_in_admin",
+        world,
+        {"mac": "001565aabbc2", "vendor": "yealink", "model": "T46U", "user_id": other_user},
+    )
+    assert status == 422 and body["details"][0]["field"] == "user_id"
+    status, body = await _post(
+        client,
+        f"/tenants/{tenant}/devices",
+        "opted_in_admin",
+        world,
+        {"mac": "not-a-mac-at-all", "vendor": "yealink", "model": "T46U"},
+    )
+    assert status == 422
+
+
+async def test_partner_registers_for_an_opted_in_customer_only(
+    client: Client, world: World
+) -> None:
+    body = {"mac": "0004f2000001", "vendor": "poly", "model": "VVX400"}
+    status, _ = await _post(
+        client, f"/tenants/{world.tid('opted_in')}/devices", "alpha_partner", world, body
+    )
+    assert status == 201
+    status, _ = await _post(
+        client,
+        f"/tenants/{world.tid('opted_out')}/devices",
+        "alpha_partner",
+        world,
+        {**body, "mac": "0004f2000002"},
+    )
+    assert status == 404
+
+
+async def test_csv_import_reports_each_row(client: Client, world: World) -> None:
+    tenant = world.tid("opted_in")
+    csv = (
+        "mac,model,user,line\n"
+        "001565000001,T46U,opted_in_user,1\n"
+        "001565000002,NOPE,,\n"
+        "001565000003,T46U,nobody,\n"
+        "zz,T46U,,\n"
+        "001565000001,T46U,,\n"
+        "000b82000001,HT802,,2\n"
+    )
+    status, report = await _post(
+        client, f"/tenants/{tenant}/devices/import", "opted_in_admin", world, {"csv": csv}
+    )
+    assert status == 200, report
+    outcomes = [(r["row"], r["outcome"]) for r in report]
+    assert outcomes == [
+        (2, "created"),
+        (3, "error"),
+        (4, "error"),
+        (5, "error"),
+        (6, "error"),
+        (7, "created"),
+    ]
+    assert "already registered" in report[4]["error"]
+    listed = await (
+        await client.get(
+            f"/api/v1/tenants/{tenant}/devices?q=001565", headers=world.auth("opted_in_admin")
+        )
+    ).json()
+    assert [d["mac"] for d in listed["items"]] == ["001565000001"]
+
+
+async def test_settings_levels_and_effective_config(client: Client, world: World) -> None:
+    tenant = world.tid("opted_in")
+    user = world.users["opted_in_user"]
+    _, device = await _post(
+        client,
+        f"/tenants/{tenant}/devices",
+        "opted_in_admin",
+        world,
+        {"mac": "001565aabb01", "vendor": "yealink", "model": "T46U", "user_id": user.id},
+    )
+    admin = world.auth("opted_in_admin")
+    put = await client.put(
+        f"/api/v1/tenants/{tenant}/settings",
+        headers=admin,
+        json={
+            "settings": {
+                "line_defaults": {"registrar": "sip.example.net"},
+                "time": {"time_zone": "Europe/Berlin"},
+            }
+        },
+    )
+    assert put.status == 200, await put.text()
+    put = await client.put(
+        f"/api/v1/tenants/{tenant}/users/{user.id}/settings",
+        headers=admin,
+        json={
+            "settings": {
+                "lines": {"1": {"sip_user": "201", "display_name": "Zoë <&>", "password": HOSTILE}}
+            }
+        },
+    )
+    assert put.status == 200, await put.text()
+    shown = await put.json()
+    assert shown["settings"]["lines"]["1"]["password"] == "********"
+
+    response = await client.get(
+        f"/api/v1/tenants/{tenant}/devices/{device['id']}/effective-config", headers=admin
+    )
+    effective = await response.json()
+    assert response.status == 200, effective
+    rows = {row["path"]: row for row in effective["values"]}
+    assert rows["lines.1.registrar"]["level"] == "tenant"
+    assert rows["lines.1.sip_user"]["level"] == "user"
+    assert rows["lines.1.password"]["value"] == "********"
+    assert HOSTILE not in str(effective)
+    files = {f["file"]: f["content"] for f in effective["files"]}
+    assert any("201" in content for content in files.values())
+
+    bad = await client.put(
+        f"/api/v1/tenants/{tenant}/settings",
+        headers=admin,
+        json={"settings": {"vlan": {"id": 5000}, "colour": "red"}},
+    )
+    assert bad.status == 422
+    fields = {d["field"] for d in (await bad.json())["details"]}
+    assert fields == {"settings.vlan.id", "settings.colour"}
+
+
+async def test_claiming_an_unclaimed_device(
+    client: Client, world: World, services: Services
+) -> None:
+    async with services.sessions() as session, session.begin():
+        session.add(
+            UnclaimedDevice(
+                mac="000b82123456",
+                vendor="grandstream",
+                model="HT802",
+                address="192.0.2.7",
+                first_seen=utcnow(),
+                last_seen=utcnow(),
+            )
+        )
+    listed = await (await client.get("/api/v1/unclaimed-devices", headers=world.auth("op"))).json()
+    assert [u["mac"] for u in listed["items"]] == ["000b82123456"]
+    forbidden = await client.get("/api/v1/unclaimed-devices", headers=world.auth("opted_in_admin"))
+    assert forbidden.status == 403
+    status, device = await _post(
+        client,
+        f"/tenants/{world.tid('opted_in')}/devices/claim",
+        "opted_in_admin",
+        world,
+        {"mac": "00-0B-82-12-34-56"},
+    )
+    assert status == 201 and device["model"] == "HT802" and device["last_address"] == "192.0.2.7"
+    status, _ = await _post(
+        client,
+        f"/tenants/{world.tid('opted_in')}/devices/claim",
+        "opted_in_admin",
+        world,
+        {"mac": "000b82123456"},
+    )
+    assert status == 404

@@ -1,0 +1,77 @@
+"""The server-side Digest check against hand-computed RFC 7616 responses."""
+
+import hashlib
+
+import pytest
+
+from dls.provisioning.files.digest import NONCE_LIFETIME, DigestVerifier, parse_authorization
+
+MAC = "001565aabbcc"
+
+
+def _response(
+    algorithm: str,
+    nonce: str,
+    password: str,
+    uri: str = "/prov/001565aabbcc.cfg",
+    method: str = "GET",
+    realm: str = "dls",
+) -> str:
+    h = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}[algorithm]
+
+    def digest(text: str) -> str:
+        return h(text.encode()).hexdigest()
+
+    ha1, ha2 = digest(f"{MAC}:{realm}:{password}"), digest(f"{method}:{uri}")
+    response = digest(f"{ha1}:{nonce}:00000001:0a4f113b:auth:{ha2}")
+    return (
+        f'Digest username="{MAC}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
+        f'algorithm={algorithm}, qop=auth, nc=00000001, cnonce="0a4f113b", '
+        f'response="{response}"'
+    )
+
+
+@pytest.mark.parametrize("algorithm", ["MD5", "SHA-256"])
+def test_a_correct_response_verifies(algorithm: str) -> None:
+    verifier = DigestVerifier(b"k" * 32)
+    nonce = verifier.nonce()
+    credentials = parse_authorization(_response(algorithm, nonce, 'p"w<&>ä'))
+    assert credentials is not None
+    assert verifier.nonce_state(credentials.nonce) == "fresh"
+    assert verifier.verify(credentials, "GET", MAC, 'p"w<&>ä')
+    assert not verifier.verify(credentials, "GET", MAC, "other")
+    assert not verifier.verify(credentials, "PUT", MAC, 'p"w<&>ä')
+    assert not verifier.verify(credentials, "GET", "001565aabbcd", 'p"w<&>ä')
+
+
+def test_nonces_are_signed_and_expire() -> None:
+    verifier = DigestVerifier(b"k" * 32)
+    nonce = verifier.nonce(now=1_000_000)
+    assert verifier.nonce_state(nonce, now=1_000_000 + NONCE_LIFETIME) == "fresh"
+    assert verifier.nonce_state(nonce, now=1_000_001 + NONCE_LIFETIME) == "stale"
+    assert DigestVerifier(b"x" * 32).nonce_state(nonce, now=1_000_000) == "bad"
+    assert verifier.nonce_state("garbage") == "bad"
+
+
+def test_challenges_offer_md5_first_and_mark_stale() -> None:
+    challenges = DigestVerifier(b"k" * 32).challenges(stale=True)
+    assert "algorithm=MD5" in challenges[0] and "algorithm=SHA-256" in challenges[1]
+    assert all('realm="dls"' in c and "stale=true" in c for c in challenges)
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Basic dXNlcjpwYXNz", "Digest", 'Digest username="x"', "Digest " + "a=b, " * 1000],
+)
+def test_malformed_headers_are_refused(header: str) -> None:
+    assert parse_authorization(header) is None
+
+
+def test_wrong_realm_or_algorithm_never_verifies() -> None:
+    verifier = DigestVerifier(b"k" * 32)
+    nonce = verifier.nonce()
+    other_realm = parse_authorization(_response("MD5", nonce, "pw", realm="evil"))
+    assert other_realm is not None and not verifier.verify(other_realm, "GET", MAC, "pw")
+    header = _response("MD5", nonce, "pw").replace("algorithm=MD5", "algorithm=SHA-512")
+    sha512 = parse_authorization(header)
+    assert sha512 is not None and not verifier.verify(sha512, "GET", MAC, "pw")
