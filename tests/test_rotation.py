@@ -1,0 +1,74 @@
+"""Key rotation re-encrypts every secret and leaves the database readable."""
+
+import base64
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dls.config import Settings
+from dls.db.engine import session_factory
+from dls.devices.inheritance import SettingsLayer
+from dls.devices.layers import decode_layer, encode_layer, purpose
+from dls.devices.models import Device, Scope, SettingsDocument
+from dls.devices.registry import digest_purpose
+from dls.rotation import rotate_key_file
+from dls.secretbox import KEY_FILE, SecretBox, load_secret_box
+from dls.tenancy import service
+from dls.tenancy.models import TenantKind
+
+pytestmark = pytest.mark.db
+
+
+async def test_rotation_reencrypts_digests_and_settings(
+    engine: AsyncEngine, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings()
+    old = load_secret_box(settings)
+    sessions = session_factory(engine)
+    bound = purpose("tenant", "t")
+    async with sessions() as session, session.begin():
+        tenant = await service.create_tenant(
+            session, kind=TenantKind.CUSTOMER, name="C", country="DE", eu=False
+        )
+        device = Device(
+            mac="001565aabbcc", vendor="yealink", model="T46U", tenant_id=tenant.tenant_id
+        )
+        session.add(device)
+        await session.flush()
+        device.digest_password = old.encrypt("digest-pw", digest_purpose(device.id))
+        layer = SettingsLayer.model_validate(
+            {"admin_password": "adm<&>", "lines": {1: {"sip_user": "201", "password": "line-pw"}}}
+        )
+        session.add(
+            SettingsDocument(
+                scope=Scope.TENANT, scope_key="t", data=encode_layer(layer, old, bound)
+            )
+        )
+
+    old_id, new_id, count = await rotate_key_file(sessions, settings.certs_dir)
+    assert (old_id, count) == (old.key_id, 3)
+    new = load_secret_box(settings)
+    assert new.key_id == new_id != old_id
+    backup = settings.certs_dir / (KEY_FILE + ".old")
+    assert SecretBox(base64.b64decode(backup.read_bytes().strip())).key_id == old_id
+
+    async with sessions() as session:
+        device = (await session.scalars(select(Device))).one()
+        document = (await session.scalars(select(SettingsDocument))).one()
+    assert device.digest_password is not None
+    assert new.decrypt(device.digest_password, digest_purpose(device.id)) == "digest-pw"
+    decoded = decode_layer(document.data, new, bound)
+    assert decoded.admin_password.get_secret_value() == "adm<&>"  # type: ignore[union-attr]
+    assert decoded.lines[1].password.get_secret_value() == "line-pw"  # type: ignore[index,union-attr]
+
+
+async def test_an_unfinished_rotation_is_reported(
+    engine: AsyncEngine, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings()
+    load_secret_box(settings)
+    (settings.certs_dir / (KEY_FILE + ".new")).write_text("x")
+    with pytest.raises(RuntimeError, match="did not finish"):
+        await rotate_key_file(session_factory(engine), settings.certs_dir)
