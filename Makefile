@@ -27,5 +27,9 @@ test: lint
 db-test: $(INSTALLED)
 	$(BIN)/python -m pytest -m db $(PYTEST_ARGS)
 
+# Benchmarks print figures; see bench/README.md and BENCHMARKS.md.
+bench: $(INSTALLED)
+	$(BIN)/python bench/files.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis
