@@ -114,7 +114,11 @@ class DigestVerifier:
         def h(text: str) -> str:
             return hash_function(text.encode()).hexdigest()
 
-        ha1 = h(f"{username}:{REALM}:{password}")
+        # Phones spell the MAC user name in either case; the response was computed over
+        # the spelling the phone sent, so hash that one once it names this device.
+        if credentials.username.lower() != username.lower():
+            return False
+        ha1 = h(f"{credentials.username}:{REALM}:{password}")
         ha2 = h(f"{method}:{credentials.uri}")
         if credentials.qop == "auth" and credentials.nc and credentials.cnonce:
             expected = h(
@@ -124,5 +128,4 @@ class DigestVerifier:
             expected = h(f"{ha1}:{credentials.nonce}:{ha2}")
         else:
             return False
-        same_user = hmac.compare_digest(credentials.username.lower(), username.lower())
-        return hmac.compare_digest(expected, credentials.response) and same_user
+        return hmac.compare_digest(expected, credentials.response)

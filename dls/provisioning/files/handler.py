@@ -94,7 +94,7 @@ class FileProvisioner:
         self._uploads = services.settings.data_dir / "uploads"
 
     def install(self, app: web.Application) -> None:
-        app.router.add_route("GET", PROVISIONING_PREFIX + "{path:.+}", self.get)
+        app.router.add_get(PROVISIONING_PREFIX + "{path:.+}", self.get)  # HEAD too
         app.router.add_route("PUT", PROVISIONING_PREFIX + "{path:.+}", self.put)
 
     # --- GET ---------------------------------------------------------------------------
@@ -222,7 +222,11 @@ class FileProvisioner:
         """A file every device of the vendor fetches: system defaults only, never secrets."""
         assert detection.file is not None
         profile = self._profiles[detection.vendor]
-        model = detection.model_spec or profile.models[0]
+        model = detection.model_spec
+        if model is None:
+            # A common file depends on the model (Yealink's boot file names the model's
+            # configuration): without a validated model there is nothing right to send.
+            return _not_found()
         async with self._services.sessions() as session:
             document = await session.scalar(_SYSTEM_DOCUMENT)
         revision = document.revision if document else 0
@@ -334,12 +338,21 @@ def _certificate_names(certificate: x509.Certificate | None, mac: str) -> bool:
     )
 
 
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 If-None-Match: ``*`` or a list of (possibly weak) entity tags."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
+
+
 def _not_found() -> web.Response:
     return web.Response(status=404, body=NOT_FOUND_BODY, content_type="text/plain")
 
 
 def _answer(request: web.Request, rendered: Rendered, content_type: str) -> web.Response:
-    if rendered.etag in request.headers.get("If-None-Match", ""):
+    if _matches(request.headers.get("If-None-Match"), rendered.etag):
         return web.Response(status=304, headers={"ETag": rendered.etag})
     return web.Response(
         body=rendered.body,

@@ -75,3 +75,17 @@ def test_wrong_realm_or_algorithm_never_verifies() -> None:
     header = _response("MD5", nonce, "pw").replace("algorithm=MD5", "algorithm=SHA-512")
     sha512 = parse_authorization(header)
     assert sha512 is not None and not verifier.verify(sha512, "GET", MAC, "pw")
+
+
+def test_the_mac_user_name_may_come_in_upper_case() -> None:
+    verifier = DigestVerifier(b"k" * 32)
+    header = _response("MD5", verifier.nonce(), "pw").replace(MAC, MAC.upper())
+    upper = parse_authorization(header)
+    assert upper is not None and upper.username == MAC.upper()
+    # The phone hashed its own spelling; the check must too.
+    h = hashlib.md5
+    ha1 = h(f"{MAC.upper()}:dls:pw".encode()).hexdigest()
+    ha2 = h(f"GET:{upper.uri}".encode()).hexdigest()
+    response = h(f"{ha1}:{upper.nonce}:00000001:0a4f113b:auth:{ha2}".encode()).hexdigest()
+    fixed = parse_authorization(header.replace(upper.response, response))
+    assert fixed is not None and verifier.verify(fixed, "GET", MAC, "pw")
