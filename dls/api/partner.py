@@ -17,7 +17,13 @@ from dls.api.tenants import escape_like
 from dls.tenancy import service
 from dls.tenancy.ids import usable_partner_id
 from dls.tenancy.models import Dpa, PartnerAccessChange, Role, Tenant, TenantKind, User
-from dls.tenancy.policy import Check, EffectiveRole, delegation_checks, is_operator
+from dls.tenancy.policy import (
+    Check,
+    EffectiveRole,
+    caller_may_delegate,
+    delegation_checks,
+    is_operator,
+)
 
 TAG = "partner administration"
 
@@ -263,7 +269,8 @@ async def pick_tenants(call: Call) -> dict[str, object]:
         raise ApiError.forbidden("partner admins only")
     query: PickerQuery = call.query
     ours = usable_partner_id(call.tenant.partner_admin_id)
-    if ours is None:
+    if ours is None or not caller_may_delegate(call.user, call.tenant):
+        # Checks 1 and 2 are about the caller: failing them, it has no customers to list.
         return {"items": [], "next": None}
     statement = select(Tenant).where(
         Tenant.kind == TenantKind.CUSTOMER, Tenant.reseller_partner_id == ours

@@ -27,6 +27,7 @@ __all__ = [
     "Access",
     "Check",
     "EffectiveRole",
+    "caller_may_delegate",
     "delegation_checks",
     "is_allowed",
     "link_checks",
@@ -102,11 +103,9 @@ def _native_role(role: Role) -> EffectiveRole:
     }[role]
 
 
-async def link_checks(
-    session: AsyncSession, user: User, home: Tenant, customer: Tenant
-) -> list[Check]:
-    """Checks 1-3 and 5 of the rule: what raising a ticket for a customer needs."""
-    checks = [
+def _caller_checks(user: User, home: Tenant) -> list[Check]:
+    """Checks 1 and 2: about the partner and its tenant, whatever the customer."""
+    return [
         Check(
             "reseller_role_enabled",
             home.reseller_enabled and home.kind in (TenantKind.RESELLER, TenantKind.DISTRIBUTOR),
@@ -118,6 +117,17 @@ async def link_checks(
             "the caller is a paid partner admin of that tenant",
         ),
     ]
+
+
+def caller_may_delegate(user: User, home: Tenant) -> bool:
+    return all(check.passed for check in _caller_checks(user, home))
+
+
+async def link_checks(
+    session: AsyncSession, user: User, home: Tenant, customer: Tenant
+) -> list[Check]:
+    """Checks 1-3 and 5 of the rule: what raising a ticket for a customer needs."""
+    checks = _caller_checks(user, home)
     theirs = usable_partner_id(customer.reseller_partner_id)
     ours = usable_partner_id(home.partner_admin_id)
     checks.append(

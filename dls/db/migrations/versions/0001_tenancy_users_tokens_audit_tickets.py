@@ -321,6 +321,11 @@ def upgrade() -> None:
             "CREATE TRIGGER audit_entries_append_only BEFORE UPDATE OR DELETE ON audit_entries"
             " FOR EACH ROW EXECUTE FUNCTION audit_entries_append_only()"
         )
+        # Row triggers do not fire on TRUNCATE; a statement trigger does.
+        op.execute(
+            "CREATE TRIGGER audit_entries_no_truncate BEFORE TRUNCATE ON audit_entries"
+            " FOR EACH STATEMENT EXECUTE FUNCTION audit_entries_append_only()"
+        )
     else:
         for event in ("UPDATE", "DELETE"):
             op.execute(
@@ -331,6 +336,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER audit_entries_no_truncate ON audit_entries")
         op.execute("DROP TRIGGER audit_entries_append_only ON audit_entries")
         op.execute("DROP FUNCTION audit_entries_append_only()")
     with op.batch_alter_table("ticket_comments", schema=None) as batch_op:
