@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from dls.db.base import Base
 from dls.db.types import UtcDateTime, enum_column, utcnow
 
-__all__ = ["Dpa", "PartnerAccessChange", "Role", "Tenant", "TenantKind", "User"]
+__all__ = ["Dpa", "PartnerAccessChange", "Role", "Tenant", "TenantKind", "User", "WpiSecureMode"]
 
 
 class TenantKind(enum.StrEnum):
@@ -26,6 +26,14 @@ class Role(enum.StrEnum):
     TENANT_ADMIN = "tenant_admin"
     PARTNER_ADMIN = "partner_admin"
     OPERATOR = "operator"
+
+
+class WpiSecureMode(enum.StrEnum):
+    """Whether the tenant's Unify phones are moved to WPI secure mode (mutual TLS on 18444)."""
+
+    OFF = "off"  # never: SIP passwords go out in default mode
+    BOOTSTRAP = "bootstrap"  # once bound; a phone that refuses stays in default mode
+    REQUIRED = "required"  # once bound; no SIP or admin password before it is secure
 
 
 class Tenant(Base):
@@ -48,6 +56,11 @@ class Tenant(Base):
     self_setup_allowed: Mapped[bool] = mapped_column(Boolean, default=True)
     # Legacy "MAC only" device trust: off by default, shown as a warning on the tenant.
     legacy_mac_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    wpi_secure_mode: Mapped[WpiSecureMode] = mapped_column(
+        enum_column(WpiSecureMode),
+        default=WpiSecureMode.BOOTSTRAP,
+        server_default=WpiSecureMode.BOOTSTRAP.value,
+    )
     order_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

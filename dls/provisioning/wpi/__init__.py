@@ -1,5 +1,13 @@
-"""Unify WPI in three layers: ``xml`` (bytes and trees), ``messages`` (typed messages), ``engine``.
+"""Unify WPI: the protocol in three pure layers, and the device path built around them.
 
-Each layer imports only the one below it; the engine never sees an lxml element, and
-nothing here touches HTTP or the database.
+Pure, no HTTP and no database, each layer importing only the one below: ``xml`` (bytes
+and trees), ``messages`` (typed messages), ``engine`` (the session rules, with
+``session``, ``snapshot``, ``effects``, ``items`` and ``reports``). The engine never
+sees an lxml element.
+
+Around them: ``handler`` (the HTTP endpoints) calls ``exchange`` (one message: trust,
+self-setup, snapshot, decision, persistence), which uses ``store`` (rows in and out),
+``profile`` (settings to items), ``secure`` (the bootstrap), ``selfsetup`` (deployment
+PINs) and ``identity``; ``dispatch`` runs contact-me (``contact``) and housekeeping in
+the background; ``limits``, ``quiet`` and ``runtime`` hold the per-process bounds.
 """

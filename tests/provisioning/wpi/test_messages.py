@@ -698,7 +698,7 @@ _ATTACKS = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=timedelta(milliseconds=500))
+@settings(max_examples=300, deadline=timedelta(seconds=2))
 @given(_ATTACKS)
 def test_attacks_raise_the_format_error(body: bytes) -> None:
     with pytest.raises(WpiFormatError):
@@ -714,7 +714,7 @@ def _mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=300, deadline=timedelta(milliseconds=500))
+@settings(max_examples=300, deadline=timedelta(seconds=2))
 @given(st.binary(max_size=4096) | _mutated())
 def test_any_bytes_parse_or_raise_the_format_error(body: bytes) -> None:
     try:

@@ -1,0 +1,100 @@
+"""Per-process bounds: admission under overload, token buckets, the quiet log, MACs."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from dls.provisioning.wpi.identity import plain_mac
+from dls.provisioning.wpi.limits import (
+    RETRY_AFTER_MAX,
+    RETRY_AFTER_MIN,
+    Admission,
+    KeyedRateLimit,
+    RateLimit,
+)
+from dls.provisioning.wpi.quiet import MAX_REASONS, QuietLog
+
+
+def test_new_interactions_are_refused_first_and_admitted_ones_continue() -> None:
+    admission = Admission(max_open=2, max_active=3, interaction_ttl=60)
+    admission.opened("a")
+    admission.opened("b")
+    assert admission.admit(continuing=False) is None
+    tickets = [admission.admit(continuing=True) for _ in range(3)]
+    assert all(tickets) and admission.admit(continuing=True) is None
+    for ticket in tickets:
+        with ticket:  # type: ignore[union-attr]
+            pass
+    admission.closed("a")
+    assert admission.admit(continuing=False) is not None
+
+
+def test_open_interactions_expire_when_their_end_is_seen_elsewhere() -> None:
+    admission = Admission(max_open=1, max_active=10, interaction_ttl=0)
+    admission.opened("x")
+    assert admission.open_interactions == 0
+
+
+def test_token_buckets() -> None:
+    start = time.monotonic()
+    bucket = RateLimit(rate=1.0, burst=2)
+    assert [bucket.allow(now=start) for _ in range(3)] == [True, True, False]
+    assert bucket.allow(now=start + 1.0)
+    keyed = KeyedRateLimit(rate=0.0, burst=1, max_keys=2)
+    assert keyed.allow("a") and not keyed.allow("a")
+    assert keyed.allow("b") and keyed.allow("c")
+    assert keyed.allow("a")  # dropped when the table was full: errs towards allowing
+
+
+def test_quiet_log_warns_once_per_reason_in_bounded_memory(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("test.quiet")
+    caplog.set_level(logging.DEBUG, "test.quiet")
+    quiet = QuietLog(logger)
+    for _ in range(3):
+        quiet.warning("same reason", remote="x")
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    for number in range(MAX_REASONS * 2):
+        quiet.warning(f"reason {number}")
+    assert len(quiet._seen) <= MAX_REASONS
+
+
+@pytest.mark.parametrize(
+    ("text", "mac"),
+    [
+        ("00:1A:E8:12:34:56", "001ae8123456"),
+        ("00-1a-e8-12-34-56", "001ae8123456"),
+        ("001A.E812.3456", "001ae8123456"),
+        ("001ae8123456", "001ae8123456"),
+        ("00:1A:E8:12:34", None),
+        ("zz1ae8123456", None),
+        ("", None),
+        (None, None),
+        ("0" * 40, None),
+    ],
+)
+def test_plain_mac(text: str | None, mac: str | None) -> None:
+    assert plain_mac(text) == mac
+
+
+def test_retry_after_grows_with_the_queue_outside_the_door() -> None:
+    admission = Admission(max_open=0, max_active=10, interaction_ttl=60)
+    assert admission.retry_after() == RETRY_AFTER_MIN
+    for _ in range(100):
+        assert admission.admit(continuing=False) is None
+    admission.finished()
+    # 10 refusals/s, each told 5 s: ~50 waiting, 0.1 finishing per second (at least 1).
+    assert RETRY_AFTER_MIN < admission.retry_after() <= RETRY_AFTER_MAX
+    for _ in range(10_000):
+        admission.admit(continuing=False)
+    assert admission.retry_after() == RETRY_AFTER_MAX
+
+
+def test_quiet_log_fields_may_be_called_reason(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "test.quiet.fields")
+    QuietLog(logging.getLogger("test.quiet.fields")).warning("violation", reason="why")
+    assert caplog.records[0].fields == {"reason": "why"}  # type: ignore[attr-defined]
