@@ -19,11 +19,19 @@ The boot sequence, all from profile data:
   that file; a firmware descriptor only when a config points at it, after the configs;
 - the other files follow in profile order; uploads only on ``upload()``;
 - no file is requested twice in one boot.
+
+Firmware (``update_firmware``): the device takes the image URL its configuration holds
+(the profile's firmware key, wherever the vendor puts it; a directory gets the device's
+own image name appended), downloads it, resuming an interrupted transfer with ``Range``
+and ``If-Range``, checks its SHA-256 against what the test expects, installs it, restarts
+and boots again, now naming the new version in its User-Agent. It can be told to fail:
+keep its old version after the download, or come back with another version.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import ssl
 import tomllib
@@ -44,6 +52,7 @@ from dls.provisioning.files.profiles import (
     FileRole,
     FileScope,
     FileSpec,
+    FirmwareLocation,
     FormatFamily,
     ModelSpec,
     VendorProfile,
@@ -58,6 +67,8 @@ __all__ = [
     "AgentTemplate",
     "Connection",
     "Exchange",
+    "FirmwareFailure",
+    "FirmwareUpdate",
     "SimulatedPhone",
     "SimulationError",
     "UserAgents",
@@ -91,6 +102,26 @@ class Connection(StrEnum):
 
     PER_FETCH = "per-fetch"
     KEEP_ALIVE = "keep-alive"
+
+
+class FirmwareFailure(StrEnum):
+    """How a simulated device fails a firmware update when told to."""
+
+    NO_INSTALL = "no-install"  # downloads, then keeps running (and reporting) its old version
+    WRONG_VERSION = "wrong-version"  # installs, but comes back reporting another version
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareUpdate:
+    """What one update did: the requests' statuses (200, then a 206 per resumption)."""
+
+    url: str
+    statuses: tuple[int, ...]
+    size: int
+    sha256: str
+    verified: bool  # the SHA-256 was the expected one
+    installed: bool
+    version: str  # what the device runs and reports afterwards
 
 
 class Exchange(NamedTuple):
@@ -271,6 +302,8 @@ class SimulatedPhone:
         self.user_agent = user_agent or (user_agents or load_user_agents()).render(
             profile.vendor, spec.name, firmware_version, self.mac, agent
         )
+        # Kept to render the User-Agent again after a firmware update.
+        self._agent = None if user_agent else (agent, user_agents)
         self.log: list[Exchange] = []
         self.problems: list[str] = []  # files the device refused: malformed, another MAC's
         self.connections_opened = 0
@@ -439,6 +472,97 @@ class SimulatedPhone:
         url = urljoin(self.base_url, reference)
         return url.removeprefix(self.base_url) if url.startswith(self.base_url) else url
 
+    # --- firmware ----------------------------------------------------------------------------
+
+    @property
+    def firmware_url(self) -> str | None:
+        """The image URL the latest boot's files point at (the profile's firmware key)."""
+        key = self.profile.firmware_key
+        for name in reversed(self._answered):
+            value = self._content[name].parsed.settings.get(key, "").strip()
+            if not value:
+                continue
+            value = _RULE_OPTIONS.sub("", value)  # Cisco rules may start with [--options]
+            if "://" not in value:  # Grandstream P192 is a path; P212 says https
+                value = "https://" + value
+            if self.profile.firmware_location is FirmwareLocation.DIRECTORY:
+                value = value.rstrip("/") + "/" + self.firmware_image_name
+            return value
+        return None
+
+    @property
+    def firmware_image_name(self) -> str:
+        """The name a device given a directory appends (Grandstream: ``gxp2135fw.bin``)."""
+        return f"{self.model.name.lower()}fw.bin"
+
+    async def update_firmware(
+        self,
+        *,
+        expected_sha256: str,
+        version: str,
+        interrupt_at: tuple[int, ...] = (),
+        fail: FirmwareFailure | None = None,
+        chunk_size: int = 64 * 1024,
+    ) -> FirmwareUpdate:
+        """Download the image ``firmware_url`` names, install it as ``version``, restart.
+
+        ``interrupt_at``: byte counts after which the connection drops; the device resumes
+        with ``Range: bytes=<have>-`` and ``If-Range: <ETag>``. An image whose SHA-256 is
+        not ``expected_sha256`` is not installed. After installing, the device restarts
+        and boots again (``provision``) with the new version in its User-Agent.
+        """
+        url = self.firmware_url
+        if url is None:
+            raise SimulationError(f"{self.mac}: the configuration names no firmware image")
+        digest = hashlib.sha256()
+        have, etag, size, statuses = 0, None, None, []
+        stops = sorted(interrupt_at)
+        while size is None or have < size:
+            stop = next((point for point in stops if point > have), None)
+            headers = {}
+            if have:
+                headers = {"Range": f"bytes={have}-", **({"If-Range": etag} if etag else {})}
+            async with self._open().get(url, headers=headers) as response:
+                statuses.append(response.status)
+                if response.status == 200 and have:
+                    digest, have = hashlib.sha256(), 0  # the server sent it all again
+                elif response.status not in (200, 206):
+                    raise SimulationError(f"{url}: HTTP {response.status}")
+                etag = response.headers.get("ETag", etag)
+                size = _total_size(response) if size is None or response.status == 200 else size
+                while stop is None or have < stop:
+                    want = chunk_size if stop is None else min(chunk_size, stop - have)
+                    block = await response.content.read(want)
+                    if not block:
+                        break
+                    digest.update(block)
+                    have += len(block)
+                if stop is not None and have >= stop:
+                    response.close()  # the connection drops mid-transfer
+                    stops.remove(stop)
+            if stop is None and have < size:
+                raise SimulationError(f"{url}: the server sent {have} of {size} bytes")
+        sha256 = digest.hexdigest()
+        verified = sha256 == expected_sha256
+        installed = verified and fail is not FirmwareFailure.NO_INSTALL
+        if installed:
+            running = version if fail is not FirmwareFailure.WRONG_VERSION else version + ".9"
+            await self._restart(running)
+        return FirmwareUpdate(
+            url, tuple(statuses), have, sha256, verified, installed, self.firmware_version
+        )
+
+    async def _restart(self, version: str) -> None:
+        """Run ``version`` from now on: a new User-Agent, new connections, a new boot."""
+        self.firmware_version = version
+        if self._agent is not None:
+            agent, user_agents = self._agent
+            self.user_agent = (user_agents or load_user_agents()).render(
+                self.profile.vendor, self.model.name, version, self.mac, agent
+            )
+        await self.close()
+        await self.provision()
+
     # --- the HTTP client ---------------------------------------------------------------------
 
     def _open(self) -> aiohttp.ClientSession:
@@ -487,6 +611,16 @@ def _tls_context(
     if client_certificate is not None:
         context.load_cert_chain(*client_certificate)
     return context
+
+
+def _total_size(response: aiohttp.ClientResponse) -> int:
+    """The image's full size: from Content-Range on a 206, else Content-Length."""
+    content_range = response.headers.get("Content-Range", "")
+    if response.status == 206 and "/" in content_range:
+        return int(content_range.rsplit("/", 1)[1])
+    if response.content_length is None:
+        raise SimulationError(f"{response.url}: no Content-Length")
+    return response.content_length
 
 
 async def _read(response: aiohttp.ClientResponse) -> bytes:
