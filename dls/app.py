@@ -6,8 +6,11 @@ from aiohttp import web
 
 from dls import api
 from dls.api import health
+from dls.firmware.serving import FirmwareDownloads
 from dls.middleware import LISTENER, request_context
+from dls.provisioning.files.detect import Detection, Detector
 from dls.provisioning.files.handler import FileProvisioner
+from dls.provisioning.wpi import handler as wpi
 from dls.services import SERVICES, Services
 
 __all__ = ["build_admin_app", "build_device_app", "build_secure_app"]
@@ -27,6 +30,8 @@ def build_device_app(services: Services) -> web.Application:
     app = _application(services, "device", DEVICE_BODY_LIMIT)
     app.router.add_get("/healthz", health.healthz)
     FileProvisioner(services, services.ledger).install(app)
+    _firmware_downloads(services).install(app)
+    wpi.install(app, services, secure=False)
     return app
 
 
@@ -34,7 +39,29 @@ def build_secure_app(services: Services) -> web.Application:
     app = _application(services, "secure", DEVICE_BODY_LIMIT)
     app.router.add_get("/healthz", health.healthz)
     FileProvisioner(services, services.ledger).install(app)
+    _firmware_downloads(services).install(app)
+    wpi.install(app, services, secure=True)
     return app
+
+
+def _firmware_downloads(services: Services) -> FirmwareDownloads:
+    detector = Detector(services.catalog.files)
+
+    def mac_of(user_agent: str | None) -> str | None:
+        # The MAC a phone names in its User-Agent (Yealink, Snom, Grandstream, ...): a
+        # download URL of another device is refused. Poly's names none.
+        detection = detector.detect("", user_agent)
+        return detection.mac if isinstance(detection, Detection) else None
+
+    runtime = services.firmware
+    return FirmwareDownloads(
+        runtime.tokens,
+        runtime.store,
+        runtime.image,
+        runtime.downloads,
+        mac_of,
+        accel_redirect=services.settings.firmware_accel_redirect,
+    )
 
 
 def build_admin_app(services: Services) -> web.Application:

@@ -109,6 +109,31 @@ class Settings(BaseSettings):
         default=None,
         description="Base64 AES-256 key for secrets at rest; else certs_dir/secret.key.",
     )
+    firmware_dir: Path | None = Field(
+        default=None,
+        description="Firmware image store (shared by every instance); default data_dir/firmware.",
+    )
+    firmware_catalog_dir: Path | None = Field(
+        default=None, description="Firmware manifests (*.toml); default the shipped catalog."
+    )
+    firmware_max_image_size: int = Field(
+        default=2 * 1024**3, ge=1, description="Largest firmware image accepted, in bytes."
+    )
+    firmware_url_ttl: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        le=90 * 24 * 3600,
+        description="Seconds a firmware download URL stays valid (between 1x and 2x this).",
+    )
+    firmware_accel_redirect: str = Field(
+        default="",
+        pattern=r"^(/[^\s?#]*/)?$",
+        description="Internal location of a front web server that serves the image store "
+        "(X-Accel-Redirect); empty: dls sends the bytes itself.",
+    )
+    firmware_rollout_interval: float = Field(
+        default=10.0, gt=0, le=3600, description="Seconds between rollout engine steps."
+    )
 
     @field_validator("device_bind", "admin_bind")
     @classmethod
@@ -145,6 +170,10 @@ class Settings(BaseSettings):
     def device_url(self) -> str:
         """Where phones reach the device listener, without a trailing slash."""
         return self.public_device_url or f"https://{self.hostnames[0]}:{self.device_port}"
+
+    @property
+    def effective_firmware_dir(self) -> Path:
+        return self.firmware_dir or self.data_dir / "firmware"
 
     @property
     def effective_database_url(self) -> str:

@@ -22,6 +22,8 @@ LISTENER = web.AppKey("listener", str)
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller-supplied id is kept only if it is short and plain, so it cannot forge log lines.
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Firmware download URLs carry a signed token (dls.firmware.tokens): a credential, not logged.
+_SIGNED_PATH = re.compile(r"^(/fw/)[^/]+/")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -44,7 +46,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     except Exception:
         # Anything unexpected is a bug: log it once with its traceback, answer a plain 500
         # that carries the request id and nothing of the exception.
-        log.exception("unhandled error", extra={"fields": {"path": request.path}})
+        path = _SIGNED_PATH.sub(r"\1…/", request.path)
+        log.exception("unhandled error", extra={"fields": {"path": path}})
         raise web.HTTPInternalServerError(
             text="internal error; request id " + request_id,
             headers={REQUEST_ID_HEADER: request_id},
@@ -63,7 +66,7 @@ class AccessLogger(AbstractAccessLogger):
         self.logger.info(
             "%s %s %s",
             request.method,
-            request.path,
+            _SIGNED_PATH.sub(r"\1…/", request.path),
             response.status,
             extra={
                 "fields": {

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dls.devices.layers import SECRET_MARKER, purpose
 from dls.devices.models import Device, SettingsDocument
 from dls.devices.registry import digest_purpose
+from dls.devices.unify import rotate_pins
 from dls.secretbox import KEY_FILE, SecretBox, generate_key_file
 
 __all__ = ["ROTATORS", "rotate_key_file"]
@@ -66,7 +67,7 @@ def _reencrypt(node: Any, old: SecretBox, new: SecretBox, bound: str) -> tuple[i
 
 
 # Every table holding ciphertexts contributes one rotator.
-ROTATORS: list[Rotator] = [_device_digests, _settings_documents]
+ROTATORS: list[Rotator] = [_device_digests, _settings_documents, rotate_pins]
 
 
 async def rotate_key_file(

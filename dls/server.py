@@ -25,11 +25,14 @@ from aiohttp import web
 
 from dls import logs, tls
 from dls.app import build_admin_app, build_device_app, build_secure_app
-from dls.config import Settings
+from dls.config import ConfigError, Settings
 from dls.db.engine import create_engine, session_factory
 from dls.db.migrate import upgrade
 from dls.devices.catalog import load_catalog
 from dls.discovery import Advertiser
+from dls.firmware.catalog import DEFAULT_CATALOG_DIR as DEFAULT_FIRMWARE_CATALOG
+from dls.firmware.catalog import CatalogError
+from dls.firmware.catalog import load_catalog as load_firmware_catalog
 from dls.middleware import AccessLogger
 from dls.pki import Pki, ensure_pki, fingerprint
 from dls.provisioning.ledger import Ledger
@@ -60,6 +63,10 @@ def prepare(settings: Settings) -> Startup:
     pki = ensure_pki(settings)
     load_secret_box(settings)  # creates certs/secret.key once, before workers race for it
     load_catalog()  # a malformed profile stops the start, not the first phone's request
+    try:
+        load_firmware_catalog(settings.firmware_catalog_dir or DEFAULT_FIRMWARE_CATALOG)
+    except CatalogError as error:
+        raise ConfigError(f"firmware catalog:\n{error}") from None
     first: list[FirstOperator | None] = []
     run_async(_migrate(settings, first))
     return Startup(pki, fingerprint(pki.ca_cert), first[0])
@@ -139,6 +146,9 @@ async def _serve(
         stack.push_async_callback(engine.dispose)
         await services.ledger.start()
         stack.push_async_callback(services.ledger.stop)  # after the listeners close
+        services.ledger.observers.append(services.firmware.on_fetches)
+        await services.firmware.start()
+        stack.push_async_callback(services.firmware.stop)
         for app, host, port, context in listeners:
             runner = web.AppRunner(
                 app,

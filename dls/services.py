@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dls.config import Settings
 from dls.devices.catalog import ModelCatalog
+from dls.firmware.runtime import FirmwareRuntime
 from dls.pki import Pki
 from dls.provisioning.ledger import Ledger
 from dls.secretbox import SecretBox
@@ -27,6 +28,12 @@ class Services:
     box: SecretBox  # secrets at rest
     catalog: ModelCatalog  # validated models
     ledger: Ledger  # buffered "last seen" facts and fetch records
+    # Image store, download tokens, rollout driver; built from the fields above when absent.
+    firmware: FirmwareRuntime = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.firmware is None:
+            self.firmware = FirmwareRuntime(self.settings, self.sessions, self.box)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,6 +21,11 @@ from dls.db.engine import create_engine
 from dls.db.migrate import upgrade
 
 TEST_DATABASE_URL = os.environ.get("DLS_TEST_DATABASE_URL", "")
+
+# Property tests check that nothing hangs, not how fast a shared CI machine is: a generous
+# deadline still fails a real hang, without failing a run on a loaded machine.
+hypothesis_settings.register_profile("dls", deadline=2000)
+hypothesis_settings.load_profile("dls")
 
 
 @pytest.fixture

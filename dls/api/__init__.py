@@ -9,10 +9,13 @@ from dls.api import (  # noqa: F401 - importing a module declares its endpoints
     auth,
     device_settings,
     devices,
+    firmware,
+    firmware_rollouts,
     partner,
     tenants,
     tickets,
     users,
+    wpi,
 )
 from dls.api.common import API_PREFIX, api
 from dls.api.openapi import OPENAPI, build_document, openapi_handler

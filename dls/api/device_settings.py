@@ -12,10 +12,11 @@ from dls.api.access import record, require, require_operator
 from dls.api.common import api
 from dls.api.devices import _device_in
 from dls.api.routing import ApiError, Call, RequestModel
-from dls.devices.effective import SYSTEM_KEY, load_context, resolve_settings
+from dls.devices.effective import SYSTEM_KEY, DeviceContext, load_context, resolve_settings
 from dls.devices.inheritance import ResolutionError, SettingsLayer, effective_view
 from dls.devices.layers import encode_layer, masked_layer_json, purpose
 from dls.devices.models import DeviceGroup, Scope, SettingsDocument
+from dls.firmware.delivery import explain
 from dls.provisioning.files.preview import render_previews
 from dls.tenancy.models import User
 
@@ -62,12 +63,61 @@ class FilePreview(BaseModel):
     content: str = Field(description="What the device will fetch, secrets masked.")
 
 
+class FirmwareCandidate(BaseModel):
+    source: str = Field(description="pin, rollout, group, tenant or system.")
+    version: str
+    image_id: int | None = Field(description="null: no image of this version is imported.")
+    rollout_id: int | None
+    rollout_state: str | None
+
+
+class EffectiveFirmware(BaseModel):
+    version: str | None = Field(description="What the device should run; null: no target.")
+    source: str | None = Field(description="pin (its own setting), rollout, group, tenant, system.")
+    image_id: int | None
+    file_name: str | None
+    sha256: str | None
+    rollout_id: int | None
+    rollout_state: str | None
+    reported_version: str | None = Field(description="What the device last reported.")
+    candidates: list[FirmwareCandidate] = Field(description="Every level that names a version.")
+    problems: list[str]
+
+
 class EffectiveOut(BaseModel):
     device_id: int
     revision: str
     values: list[EffectiveRow]
     files: list[FilePreview]
     problems: list[str] = Field(description="Why the settings do not resolve, if they don't.")
+    firmware: EffectiveFirmware = Field(description="The firmware version that applies.")
+
+
+async def _firmware(call: Call, context: DeviceContext) -> EffectiveFirmware:
+    explained = await explain(call.session, context.device, context.documents, call.now)
+    chosen = explained.selection
+    image = chosen.image if chosen else None
+    return EffectiveFirmware(
+        version=chosen.version if chosen else None,
+        source=chosen.source.value if chosen else None,
+        image_id=image.id if image else None,
+        file_name=image.file_name if image else None,
+        sha256=image.sha256 if image else None,
+        rollout_id=chosen.rollout_id if chosen else None,
+        rollout_state=chosen.rollout_state.value if chosen and chosen.rollout_state else None,
+        reported_version=context.device.firmware_version,
+        candidates=[
+            FirmwareCandidate(
+                source=candidate.source.value,
+                version=candidate.version,
+                image_id=candidate.image.id if candidate.image else None,
+                rollout_id=candidate.rollout_id,
+                rollout_state=candidate.state.value if candidate.state else None,
+            )
+            for candidate in explained.candidates
+        ],
+        problems=list(explained.problems),
+    )
 
 
 async def _document(call: Call, scope: Scope, key: str) -> SettingsDocument | None:
@@ -352,6 +402,7 @@ async def effective_config(call: Call) -> EffectiveOut:
             values=[],
             files=[],
             problems=str(exc).splitlines(),
+            firmware=await _firmware(call, context),
         )
     values = [
         EffectiveRow(
@@ -370,4 +421,5 @@ async def effective_config(call: Call) -> EffectiveOut:
         values=values,
         files=[FilePreview(file=name, content=text) for name, text in previews],
         problems=[],
+        firmware=await _firmware(call, context),
     )

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dls.auth.tokens import authenticate_token
+from dls.db.engine import WRITER
 from dls.db.types import utcnow
 from dls.errors import DomainError
 from dls.logs import REQUEST_ID
@@ -175,6 +176,7 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
         try:
             services = request.app[SERVICES]
             async with services.sessions() as session, session.begin():
+                await session.connection(execution_options=WRITER)
                 # Authenticate first: an anonymous caller learns nothing about the body's rules.
                 user, tenant = await _authenticate(request, session, endpoint.public)
                 body = await _parse_body(request, endpoint.body)

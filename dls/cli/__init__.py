@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dls import __version__, logs
-from dls.cli import certs, config, database, init, secrets, serve, tenancy
+from dls.cli import certs, config, database, firmware, init, secrets, serve, tenancy
 from dls.config import ConfigError, Settings, load_settings
 
 __all__ = ["main"]
 
-COMMANDS = (serve, init, database, certs, config, secrets, tenancy)
+COMMANDS = (serve, init, database, certs, config, secrets, tenancy, firmware)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["create_engine", "is_sqlite", "ping", "session_factory"]
+__all__ = ["WRITER", "create_engine", "is_sqlite", "ping", "session_factory"]
+
+SQLITE_BEGIN = "dls_sqlite_begin"
+# Execution options for a session that will write: on SQLite its BEGIN takes the write
+# lock up front; other databases ignore the option.
+WRITER = {SQLITE_BEGIN: "IMMEDIATE"}
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -36,7 +41,12 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 def _sqlite_begin(connection: Any) -> None:
     # The sqlite3 module's own transaction handling defers BEGIN and breaks SAVEPOINT;
     # with it switched off (isolation_level=None below) SQLAlchemy's BEGIN is the real one.
-    connection.exec_driver_sql("BEGIN")
+    # A transaction that reads, then writes, fails at once with "database is locked" when
+    # another connection wrote in between; transactions that will write ask for
+    # IMMEDIATE (see WRITER), so they wait for the lock instead. Reads stay deferred and
+    # never block.
+    mode = connection.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -17,11 +17,13 @@ import datetime as dt
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dls.db.engine import WRITER
 from dls.devices.models import Device, DeviceStatus, ProvisioningRecord, UnclaimedDevice
 
 __all__ = ["Fetch", "Ledger", "Sighting"]
@@ -95,6 +97,9 @@ class Ledger:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
+        # Called with each batch once it is written (firmware rollouts read the versions
+        # devices report); their own failures are logged and do not undo the batch.
+        self.observers: list[Callable[[Sequence[Fetch]], Awaitable[None]]] = []
 
     def fetched(self, fetch: Fetch) -> None:
         if len(self._fetches) >= MAX_BUFFERED:
@@ -136,6 +141,7 @@ class Ledger:
             return
         try:
             async with self._sessions() as session, session.begin():
+                await session.connection(execution_options=WRITER)
                 await _write_fetches(session, fetches)
                 await _write_sightings(session, list(sightings.values()))
         except Exception:
@@ -143,6 +149,11 @@ class Ledger:
             for mac, sighting in sightings.items():
                 self._sightings.setdefault(mac, sighting)
             raise
+        for observer in self.observers if fetches else ():
+            try:
+                await observer(fetches)
+            except Exception:
+                log.exception("ledger observer failed")
 
 
 async def _write_fetches(session: AsyncSession, fetches: list[Fetch]) -> None:

@@ -149,3 +149,56 @@ async def build_world(session: AsyncSession, *, hash_passwords: bool = False) ->
         )
     await session.flush()
     return world
+
+
+async def add_relations(session: AsyncSession, world: World) -> None:
+    """Two relations more, for the authorization matrix and the security tests.
+
+    "eu_dpa_reverse": an opted-in EU customer of alpha whose only DPA runs from alpha to it
+    (eu_no_dpa has the other direction only). "plain_dist": a distributor the operator did
+    not make a reseller, with a paid partner admin "plain_dist_partner" and a linked,
+    opted-in customer "plain_dist_customer".
+    """
+
+    async def tenant(name: str, kind: TenantKind, country: str = "US", **values: object) -> None:
+        eu = bool(values.pop("eu", False))
+        created = await service.create_tenant(session, kind=kind, name=name, country=country, eu=eu)
+        for key, value in values.items():
+            setattr(created, key, value)
+        world.tenants[name] = created
+
+    linked = {"distributor_partner_id": "DIST000001", "partner_access": True}
+    await tenant(
+        "eu_dpa_reverse",
+        TenantKind.CUSTOMER,
+        "FR",
+        eu=True,
+        reseller_partner_id="ALPHA00001",
+        **linked,
+    )
+    await tenant("plain_dist", TenantKind.DISTRIBUTOR, partner_admin_id="PLAINDIST1")
+    await tenant(
+        "plain_dist_customer", TenantKind.CUSTOMER, reseller_partner_id="PLAINDIST1", **linked
+    )
+    partner = User(
+        tenant_id=world.tid("plain_dist"),
+        username="plain_dist_partner",
+        display_name="Plain_Dist_Partner",
+        role=Role.PARTNER_ADMIN,
+        paid=True,
+    )
+    session.add(partner)
+    await session.flush()
+    world.users["plain_dist_partner"] = partner
+    world.tokens["plain_dist_partner"], _ = issue_token(
+        session, partner, TokenKind.API, name="test"
+    )
+    session.add(
+        Dpa(
+            from_tenant_id=world.tid("alpha"),
+            to_tenant_id=world.tid("eu_dpa_reverse"),
+            signed_on=dt.date(2026, 1, 15),
+            recorded_by=world.users["op"].id,
+        )
+    )
+    await session.flush()

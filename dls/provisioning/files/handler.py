@@ -2,8 +2,9 @@
 
 One request, top to bottom (DESIGN.md's data flow): detect the device from path and
 User-Agent -> identify it by MAC (one indexed query) and decide trust (client certificate,
-HTTP Digest, or the tenant's legacy MAC-only mode) -> resolve its settings -> render, or
-take the rendering cached for this configuration revision -> record the fetch in the
+HTTP Digest, or the tenant's legacy MAC-only mode) -> resolve its settings and, for the
+files that carry the firmware URL, the firmware offer (``dls.firmware.delivery``) ->
+render, or take the rendering cached for this revision and offer -> record the fetch in the
 ledger buffer (no database write here). Anything untrusted gets nothing secret: an unknown
 MAC and a wrong password get the same 404.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 from aiohttp import web
 from cryptography import x509
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dls.db.types import utcnow
 from dls.devices.effective import SYSTEM_KEY, DeviceContext, load_context, resolve_settings
@@ -28,10 +30,21 @@ from dls.devices.inheritance import Level, ResolutionError, SettingsLayer, resol
 from dls.devices.layers import decode_layer, purpose
 from dls.devices.models import DeviceStatus, Scope, SettingsDocument
 from dls.devices.registry import digest_purpose
-from dls.devices.settings import DeviceSettings
+from dls.devices.settings import DeviceSettings, FirmwareTarget
+from dls.firmware.delivery import device_pin
+from dls.firmware.runtime import FirmwareRuntime, Offer
 from dls.provisioning.files.detect import Detection, Detector, Rejection
 from dls.provisioning.files.digest import DigestVerifier, parse_authorization
-from dls.provisioning.files.profiles import FileRole, FileScope, FormatFamily, ProfileSet
+from dls.provisioning.files.profiles import (
+    FileRole,
+    FileScope,
+    FileSpec,
+    FirmwareLocation,
+    FormatFamily,
+    ModelSpec,
+    ProfileSet,
+    VendorProfile,
+)
 from dls.provisioning.files.render import RenderError, RenderRequest, render
 from dls.provisioning.ledger import Fetch, Ledger, Sighting
 from dls.secretbox import SecretBox, SecretError
@@ -46,6 +59,10 @@ PROVISIONING_PREFIX = "/prov/"
 RENDER_CACHE_ENTRIES = 50_000  # ~2 KB each: about 100 MB at most
 UPLOAD_LIMIT = 1024 * 1024  # bytes per uploaded file (Poly logs, overrides)
 NOT_FOUND_BODY = b"not found\n"
+# A marker URL rendered once per (vendor, model, file) to learn which files carry it.
+_PROBE_HOST = b"firmware-probe.invalid"
+_PROBE_URL = "https://firmware-probe.invalid/fw/probe/"
+_PROBE_MAC = "000000000001"
 _DUMMY_PASSWORD = "dls-dummy-password-for-equal-timing"  # noqa: S105 - never matches
 
 _CONTENT_TYPES = {FormatFamily.KEY_VALUE: "text/plain"}
@@ -92,6 +109,8 @@ class FileProvisioner:
         self._digest = DigestVerifier(services.box.derive("digest-nonce"))
         self._base_url = services.settings.device_url + PROVISIONING_PREFIX
         self._uploads = services.settings.data_dir / "uploads"
+        self._firmware: FirmwareRuntime = services.firmware
+        self._carries_firmware: dict[tuple[str, str, str], bool] = {}
 
     def install(self, app: web.Application) -> None:
         app.router.add_get(PROVISIONING_PREFIX + "{path:.+}", self.get)  # HEAD too
@@ -105,17 +124,21 @@ class FileProvisioner:
             return _not_found()
         if detection.file.role in (FileRole.UNSERVED, FileRole.UPLOAD):
             return _not_found()
-        if detection.file.scope is FileScope.COMMON:
+        # Snom's firmware descriptor is one file per model, but the image URL in it is signed
+        # for one device: a requester naming its MAC gets its own, once it proves it.
+        per_device = detection.file.role is FileRole.FIRMWARE and detection.mac is not None
+        if detection.file.scope is FileScope.COMMON and not per_device:
             return await self._common(request, detection)
         if detection.mac is None:
             return _not_found()
         async with self._services.sessions() as session:
             context = await load_context(session, mac=detection.mac)
-        refusal = self._authenticate(request, detection, context)
-        if refusal is not None:
-            return refusal
-        assert context is not None
-        rendered = self._device_file(context, detection)
+            refusal = self._authenticate(request, detection, context)
+            if refusal is not None:
+                return refusal
+            assert context is not None
+            offer = await self._offer(session, context, detection)
+        rendered = self._device_file(context, detection, offer)
         if rendered is None:
             return _not_found()
         self._ledger.fetched(
@@ -182,7 +205,49 @@ class FileProvisioner:
             response.headers.add("WWW-Authenticate", challenge)
         return response
 
-    def _device_file(self, context: DeviceContext, detection: Detection) -> Rendered | None:
+    async def _offer(
+        self, session: AsyncSession, context: DeviceContext, detection: Detection
+    ) -> Offer | None:
+        """The firmware offer, only for files that carry its URL: one query more."""
+        assert detection.file is not None
+        profile = self._profiles.get(context.device.vendor)
+        model = profile.model(context.device.model) if profile else None
+        if profile is None or model is None:
+            return None
+        if not self._carries_firmware_url(profile, model, detection.file):
+            return None
+        pin = device_pin(context.documents[-1])
+        return await self._firmware.offer(session, context.device, pin)
+
+    def _carries_firmware_url(
+        self, profile: VendorProfile, model: ModelSpec, file: FileSpec
+    ) -> bool:
+        """Whether ``file`` holds the firmware URL, found by rendering it once with a marker
+        URL: which file carries it is the renderers' and profiles' business (Poly's master
+        attribute, Snom's descriptor, everybody else's config key), not this handler's."""
+        key = (profile.vendor, model.name, file.name)
+        found = self._carries_firmware.get(key)
+        if found is None:
+            try:
+                body = render(
+                    RenderRequest(
+                        profile=profile,
+                        model=model,
+                        file=file,
+                        settings=DeviceSettings(),
+                        mac=_PROBE_MAC if file.scope is FileScope.DEVICE else None,
+                        firmware_url=_PROBE_URL,
+                        base_url=self._base_url,
+                    )
+                )
+            except RenderError:
+                body = _PROBE_HOST  # cannot tell: look the offer up
+            found = self._carries_firmware[key] = _PROBE_HOST in body
+        return found
+
+    def _device_file(
+        self, context: DeviceContext, detection: Detection, offer: Offer | None
+    ) -> Rendered | None:
         assert detection.file is not None
         device = context.device
         profile = self._profiles.get(device.vendor)
@@ -191,12 +256,17 @@ class FileProvisioner:
         model = profile.model(device.model)
         if model is None:
             return None
-        key = (device.id, detection.file.name, context.revision, model.name)
+        firmware_key = offer.cache_key if offer else None
+        key = (device.id, detection.file.name, context.revision, model.name, firmware_key)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
         try:
             settings = resolve_settings(context, self._box).settings
+            # The version written beside the URL (Gigaset) is the offered one, never a
+            # setting that names a version without an image.
+            firmware = FirmwareTarget.model_construct(version=offer.version) if offer else None
+            settings = settings.model_copy(update={"firmware": firmware})
             body = render(
                 RenderRequest(
                     profile=profile,
@@ -204,6 +274,7 @@ class FileProvisioner:
                     file=detection.file,
                     settings=settings,
                     mac=device.mac,
+                    firmware_url=_firmware_url(profile, offer),
                     base_url=self._base_url,
                 )
             )
@@ -294,6 +365,14 @@ class FileProvisioner:
 _SYSTEM_DOCUMENT = select(SettingsDocument).where(
     SettingsDocument.scope == Scope.SYSTEM, SettingsDocument.scope_key == SYSTEM_KEY
 )
+
+
+def _firmware_url(profile: VendorProfile, offer: Offer | None) -> str | None:
+    if offer is None:
+        return None
+    if profile.firmware_location is FirmwareLocation.DIRECTORY:
+        return offer.directory_url  # the device appends its own image name (Grandstream)
+    return offer.url
 
 
 def _without_secrets(layer: SettingsLayer) -> DeviceSettings:
