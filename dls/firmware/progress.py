@@ -114,13 +114,14 @@ async def record_downloads(
             )
             .values(state=DeviceState.DOWNLOADING, download_started_at=now, updated_at=now)
         )
+        # Whatever the rollout's state now: its halt may have come first (the ledger's
+        # report of a wrong version can be flushed before this download note).
         await session.execute(
             update(RolloutDevice)
             .where(
                 RolloutDevice.device_id.in_(chunk),
                 RolloutDevice.state.in_(FINAL_STATES),
                 RolloutDevice.download_started_at.is_(None),
-                RolloutDevice.rollout_id.in_(active),
             )
             .values(download_started_at=now)
         )

@@ -365,7 +365,16 @@ async def test_a_failing_canary_halts_the_rollout_before_the_second_wave(
     assert "1 of 1" in halted["halted_reason"]
     assert [wave["status"] for wave in halted["waves"]] == ["active", "pending"]
     assert halted["waves"][1]["devices"]["pending"] == 5
-    [member] = (await admin.call("GET", path + "/devices?state=failed"))["items"]
+    async def failed_members() -> list[dict[str, Any]]:
+        answer: dict[str, Any] = await admin.call("GET", path + "/devices?state=failed")
+        return list(answer["items"])
+
+    # The download note is flushed on its own clock, possibly after the halt.
+    [member] = await eventually(
+        failed_members,
+        lambda items: bool(items) and items[0]["download_started_at"] is not None,
+        within=10,
+    )
     assert member["device_id"] == canary_id
     assert member["download_started_at"] is not None  # it did download
     if failure is FirmwareFailure.NO_INSTALL:
