@@ -309,6 +309,8 @@ async def test_a_rollout_to_fifty_mixed_devices_completes_in_three_waves(
     some_device = next(iter(sims))
     effective = await admin.effective_config(tenants[0], some_device)
     assert effective["firmware"]["source"] == "tenant"
+    for sim, _ in sims.values():
+        await sim.close()
 
 
 # --- a canary that fails --------------------------------------------------------------------
@@ -365,6 +367,7 @@ async def test_a_failing_canary_halts_the_rollout_before_the_second_wave(
     assert "1 of 1" in halted["halted_reason"]
     assert [wave["status"] for wave in halted["waves"]] == ["active", "pending"]
     assert halted["waves"][1]["devices"]["pending"] == 5
+
     async def failed_members() -> list[dict[str, Any]]:
         answer: dict[str, Any] = await admin.call("GET", path + "/devices?state=failed")
         return list(answer["items"])
@@ -394,6 +397,8 @@ async def test_a_failing_canary_halts_the_rollout_before_the_second_wave(
     assert aborted["status"] == "aborted"
     await canary.provision()
     assert canary.firmware_url is None
+    for sim in sims.values():
+        await sim.close()
 
 
 # --- downloads --------------------------------------------------------------------------------
