@@ -144,6 +144,7 @@ async def _serve(
     ]
     async with AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
+        stack.push_async_callback(services.reads.dispose)
         await services.ledger.start()
         stack.push_async_callback(services.ledger.stop)  # after the listeners close
         services.ledger.observers.append(services.firmware.on_fetches)

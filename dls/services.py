@@ -8,6 +8,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dls.config import Settings
+from dls.db.reads import PointReads
 from dls.devices.catalog import ModelCatalog
 from dls.firmware.runtime import FirmwareRuntime
 from dls.pki import Pki
@@ -30,8 +31,12 @@ class Services:
     ledger: Ledger  # buffered "last seen" facts and fetch records
     # Image store, download tokens, rollout driver; built from the fields above when absent.
     firmware: FirmwareRuntime = None  # type: ignore[assignment]
+    # The device path's indexed reads without an ORM session; built from the engine.
+    reads: PointReads = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
+        if self.reads is None:
+            self.reads = PointReads(self.engine)
         if self.firmware is None:
             self.firmware = FirmwareRuntime(self.settings, self.sessions, self.box)
 

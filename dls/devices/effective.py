@@ -8,9 +8,11 @@ it changes whenever anything the rendered files depend on changes, and costs no 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, literal, select
+from sqlalchemy import Select, and_, bindparam, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -20,7 +22,14 @@ from dls.devices.models import Device, Scope, SettingsDocument
 from dls.secretbox import SecretBox
 from dls.tenancy.models import Tenant
 
-__all__ = ["DeviceContext", "load_context", "resolve_settings"]
+__all__ = [
+    "SYSTEM_KEY",
+    "DeviceContext",
+    "config_revision",
+    "join_documents",
+    "load_context",
+    "resolve_settings",
+]
 
 SYSTEM_KEY = "system"
 _LEVELS = (Level.SYSTEM, Level.TENANT, Level.GROUP, Level.USER, Level.DEVICE)
@@ -36,12 +45,23 @@ class DeviceContext:
     @property
     def revision(self) -> str:
         """e.g. ``3.7.0.2.1-4``: document revisions by level, then the device row's."""
-        parts = ".".join(str(doc.revision if doc else 0) for doc in self.documents)
-        return f"{parts}-{self.device.revision}"
+        return config_revision(
+            [doc.revision if doc else None for doc in self.documents], self.device.revision
+        )
 
 
-def _statement():  # type: ignore[no-untyped-def]
-    docs = [aliased(SettingsDocument, name=f"doc_{scope.value}") for scope in _SCOPES]
+def config_revision(documents: Sequence[int | None], device: int) -> str:
+    """The revision string of a device whose documents (system to device) have these
+    revisions (None: no document) and whose own row has revision ``device``."""
+    parts = ".".join(str(revision or 0) for revision in documents)
+    return f"{parts}-{device}"
+
+
+def join_documents(statement: Select[Any], name: str) -> tuple[Select[Any], list[Any]]:
+    """``statement`` (over Device) outer-joined to the five settings documents the device
+    inherits from, system to device, each by the unique (scope, key) index; and the five
+    aliases, to select from."""
+    docs = [aliased(SettingsDocument, name=f"{name}_{scope.value}") for scope in _SCOPES]
     keys = (
         literal(SYSTEM_KEY),
         Device.tenant_id,
@@ -49,29 +69,37 @@ def _statement():  # type: ignore[no-untyped-def]
         Device.user_id,
         Device.id,
     )
-    statement = select(Device, Tenant, *docs).join(Tenant, Tenant.tenant_id == Device.tenant_id)
     for doc, scope, key in zip(docs, _SCOPES, keys, strict=True):
         # Keys are stored as text; the cast keeps the join on the unique (scope, key) index.
         statement = statement.outerjoin(
             doc,
             and_(doc.scope == scope, doc.scope_key == key.cast(SettingsDocument.scope_key.type)),
         )
-    return statement
+    return statement, docs
 
 
-_BY_MAC = _statement()
+def _statement():  # type: ignore[no-untyped-def]
+    base = select(Device).join(Tenant, Tenant.tenant_id == Device.tenant_id)
+    base, docs = join_documents(base, "doc")
+    return base.add_columns(Tenant, *docs)
+
+
+# Built once with bound parameters: SQLAlchemy memoises a statement's cache key on the
+# object, so a poll pays for executing the statement, not for building it.
+_BY_MAC = _statement().where(Device.mac == bindparam("mac"))
+_BY_ID = _statement().where(Device.id == bindparam("device_id"))
 
 
 async def load_context(
     session: AsyncSession, *, mac: str | None = None, device_id: int | None = None
 ) -> DeviceContext | None:
     if mac is not None:
-        statement = _BY_MAC.where(Device.mac == mac)
+        result = await session.execute(_BY_MAC, {"mac": mac})
     elif device_id is not None:
-        statement = _BY_MAC.where(Device.id == device_id)
+        result = await session.execute(_BY_ID, {"device_id": device_id})
     else:
         raise ValueError("mac or device_id")
-    row = (await session.execute(statement)).one_or_none()
+    row = result.one_or_none()
     if row is None:
         return None
     device, tenant, *documents = row

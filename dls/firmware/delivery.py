@@ -21,6 +21,7 @@ import datetime as dt
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import String, and_, bindparam, cast, literal, null, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +39,10 @@ from dls.firmware.models import (
 )
 from dls.firmware.targets import SYSTEM_SCOPE_KEY
 from dls.firmware.versions import version_key
+
+if TYPE_CHECKING:
+    from dls.db.reads import PointReads
+    from dls.devices.facts import DeviceFacts
 
 __all__ = [
     "FIRMWARE_PREFIX",
@@ -152,7 +157,8 @@ def _candidates_statement():  # type: ignore[no-untyped-def]
         .where(
             RolloutDevice.device_id == bindparam("device_id"),
             RolloutDevice.state != DeviceState.PENDING,
-            Rollout.status.in_(ACTIVE_STATUSES),
+            # Spelled out, not IN: an expanding IN is rendered anew on every execution.
+            or_(*(Rollout.status == status for status in ACTIVE_STATUSES)),
         )
     )
     levels = (
@@ -206,9 +212,10 @@ _CANDIDATES = _candidates_statement()
 
 
 async def load_candidates(
-    session: AsyncSession, device: Device, pin: str | None
+    session: AsyncSession | PointReads, device: Device | DeviceFacts, pin: str | None
 ) -> list[Candidate]:
-    """Every candidate for ``device`` with its image, in one query."""
+    """Every candidate for ``device`` with its image, in one query (in a session, or as
+    the device path's point read)."""
     parameters = {
         "device_id": device.id,
         "tenant_id": device.tenant_id,
@@ -240,7 +247,10 @@ async def load_candidates(
 
 
 async def select_firmware(
-    session: AsyncSession, device: Device, pin: str | None, now: dt.datetime
+    session: AsyncSession | PointReads,
+    device: Device | DeviceFacts,
+    pin: str | None,
+    now: dt.datetime,
 ) -> Selection | None:
     return choose(await load_candidates(session, device, pin), now)
 

@@ -1,16 +1,19 @@
 """One process's firmware machinery, and the calls other delivery channels make into it.
 
 ``FirmwareRuntime`` holds the image store, the token signer, the image cache, the download
-log and the rollout driver; ``Services`` builds one per process. The device path and the
-WPI session ask it what a device should be offered:
+log and the rollout driver; ``Services`` builds one per process. The device path asks it
+what a device should be offered, and tells it what devices report:
 
-- ``offer(session, context-ish)`` / ``offer_for(session, device)``: the version the device
+- ``offer(session, device, pin)`` / ``offer_for(session, device)``: the version the device
   should run now (pin, rollout, targets; ``dls.firmware.delivery``) and the signed URL of
-  its image, or None when there is nothing to offer. A WPI SoftwareDeployment job is
-  this offer delivered another way: ``offer.url`` goes into ``file-https-base-url`` and
-  ``offer.version`` into ``file-sw-version``.
+  its image, or None when there is nothing to offer. File-provisioned phones find
+  ``offer.url`` in a rendered file. Unify phones get it as a WPI SoftwareDeployment job:
+  ``dls.provisioning.wpi.firmware`` asks for the offer when a phone opens an interaction
+  and queues a ``device_jobs`` row (``offer.url`` in ``file-https-base-url``, the dotted
+  ``offer.version`` in ``file-sw-version``) when the phone runs another version.
 - ``report_version(...)`` / ``report_failure(...)``: what a device now runs, or that its
-  install failed. Version reports that reach the provisioning ledger (User-Agent of a file
+  install failed (``dls.provisioning.wpi.firmware`` reports a SoftwareDeployment job that
+  ended failed). Version reports that reach the provisioning ledger (User-Agent of a file
   fetch, ``software-version`` of a WPI session) arrive here by themselves through
   ``on_fetches``, the ledger's flush observer.
 """
@@ -28,7 +31,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dls.config import Settings
+from dls.db.reads import PointReads
 from dls.db.types import utcnow
+from dls.devices.facts import DeviceFacts
 from dls.devices.models import Device, Scope, SettingsDocument
 from dls.firmware.blobstore import BlobStore
 from dls.firmware.catalog import DEFAULT_CATALOG_DIR, FirmwareCatalog, load_catalog
@@ -114,8 +119,8 @@ class FirmwareRuntime:
 
     async def offer(
         self,
-        session: AsyncSession,
-        device: Device,
+        session: AsyncSession | PointReads,
+        device: Device | DeviceFacts,
         pin: str | None,
         now: dt.datetime | None = None,
     ) -> Offer | None:
@@ -142,8 +147,8 @@ class FirmwareRuntime:
     ) -> Offer | None:
         """The offer for a device known only by its row (reads its own settings document).
 
-        For the WPI side: call it when a Unify phone's session starts, and deliver a
-        SoftwareDeployment when the phone's ``software-version`` is not ``offer.version``.
+        Callers that loaded the device's configuration context already (the file and WPI
+        device paths) call ``offer`` with its device document's pin instead: one query less.
         """
         document = await session.scalar(
             select(SettingsDocument).where(
@@ -178,7 +183,9 @@ class FirmwareRuntime:
     async def report_failure(
         self, session: AsyncSession, device_id: int, detail: str, now: dt.datetime | None = None
     ) -> None:
-        """The device's install failed, e.g. a SoftwareDeployment job's failed status."""
+        """The device's install failed: a WPI SoftwareDeployment job ended failed (refused,
+        unanswered, or the phone's ``status`` report of the image). Counts only while the
+        device is offered or downloading in an active rollout."""
         if await record_failure(session, device_id, detail, now or utcnow()):
             self.driver.nudge()
 

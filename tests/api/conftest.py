@@ -21,13 +21,17 @@ from tests.api.world import World, build_world
 
 
 @pytest.fixture
-async def services(engine: AsyncEngine, make_settings: Callable[..., Settings]) -> Services:
+async def services(
+    engine: AsyncEngine, make_settings: Callable[..., Settings]
+) -> AsyncIterator[Services]:
     settings = make_settings()
     sessions = session_factory(engine)
-    return Services(
+    services = Services(
         settings, ensure_pki(settings), engine, sessions, load_secret_box(settings),
         load_catalog(), Ledger(sessions),
     )
+    yield services
+    await services.reads.dispose()
 
 
 @pytest.fixture

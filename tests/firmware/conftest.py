@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,13 +39,15 @@ def firmware_settings() -> dict[str, Any]:
 @pytest.fixture
 async def services(
     engine: AsyncEngine, make_settings: Callable[..., Settings], firmware_settings: dict[str, Any]
-) -> Services:
+) -> AsyncIterator[Services]:
     settings = make_settings(**firmware_settings)
     sessions = session_factory(engine)
-    return Services(
+    services = Services(
         settings, ensure_pki(settings), engine, sessions, load_secret_box(settings),
         load_catalog(), Ledger(sessions),
-    )  # fmt: skip
+    )
+    yield services
+    await services.reads.dispose()  # fmt: skip
 
 
 @dataclass

@@ -22,13 +22,14 @@ import re
 import time
 from dataclasses import dataclass
 
-__all__ = ["NONCE_LIFETIME", "DigestVerifier"]
+__all__ = ["NONCE_LIFETIME", "DigestVerifier", "ha1", "parse_authorization"]
 
 NONCE_LIFETIME = 300  # seconds
 REALM = "dls"
 _ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 _PARAM = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 MAX_HEADER_LENGTH = 2048
+_NONCES_REMEMBERED = 4096  # one per NONCE_LIFETIME per worker is typical
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +52,8 @@ def parse_authorization(header: str) -> Credentials | None:
     if scheme.lower() != "digest":
         return None
     params = {
-        match.group(1).lower(): (
-            match.group(2).replace('\\"', '"') if match.group(2) is not None else match.group(3)
-        )
-        for match in _PARAM.finditer(rest)
+        key.lower(): quoted.replace('\\"', '"') if quoted or not bare else bare
+        for key, quoted, bare in _PARAM.findall(rest)
     }
     try:
         return Credentials(
@@ -73,10 +72,13 @@ def parse_authorization(header: str) -> Credentials | None:
 
 
 class DigestVerifier:
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_nonces")
 
     def __init__(self, key: bytes) -> None:
         self._key = key
+        # Nonces whose signature checked out, with their stamp: a phone repeats its nonce
+        # for NONCE_LIFETIME, so the HMAC is computed once per nonce, not per request.
+        self._nonces: dict[str, int] = {}
 
     def _sign(self, stamp: str) -> str:
         return hmac.new(self._key, stamp.encode(), hashlib.sha256).hexdigest()[:32]
@@ -87,13 +89,18 @@ class DigestVerifier:
 
     def nonce_state(self, nonce: str, now: float | None = None) -> str:
         """ "fresh", "stale" (ours but expired: the client should retry) or "bad"."""
-        try:
-            stamp, signature = base64.b64decode(nonce, validate=True).decode().split(":")
-            issued = int(stamp)
-        except (ValueError, UnicodeDecodeError):
-            return "bad"
-        if not hmac.compare_digest(signature, self._sign(stamp)):
-            return "bad"
+        issued = self._nonces.get(nonce)
+        if issued is None:
+            try:
+                stamp, signature = base64.b64decode(nonce, validate=True).decode().split(":")
+                issued = int(stamp)
+            except (ValueError, UnicodeDecodeError):
+                return "bad"
+            if not hmac.compare_digest(signature, self._sign(stamp)):
+                return "bad"
+            if len(self._nonces) >= _NONCES_REMEMBERED:
+                self._nonces.clear()
+            self._nonces[nonce] = issued
         age = (now if now is not None else time.time()) - issued
         return "fresh" if 0 <= age <= NONCE_LIFETIME else "stale"
 
@@ -107,8 +114,14 @@ class DigestVerifier:
 
     def verify(self, credentials: Credentials, method: str, username: str, password: str) -> bool:
         """Whether the response proves ``password``; constant time in the comparison."""
+        return self.verify_ha1(credentials, method, username, ha1(credentials, password))
+
+    def verify_ha1(
+        self, credentials: Credentials, method: str, username: str, secret: str | None
+    ) -> bool:
+        """``verify`` with the password's HA1 (see ``ha1``), which callers may keep."""
         hash_function = _ALGORITHMS.get(credentials.algorithm)
-        if hash_function is None or credentials.realm != REALM:
+        if hash_function is None or secret is None or credentials.realm != REALM:
             return False
 
         def h(text: str) -> str:
@@ -118,14 +131,22 @@ class DigestVerifier:
         # the spelling the phone sent, so hash that one once it names this device.
         if credentials.username.lower() != username.lower():
             return False
-        ha1 = h(f"{credentials.username}:{REALM}:{password}")
         ha2 = h(f"{method}:{credentials.uri}")
         if credentials.qop == "auth" and credentials.nc and credentials.cnonce:
             expected = h(
-                f"{ha1}:{credentials.nonce}:{credentials.nc}:{credentials.cnonce}:auth:{ha2}"
+                f"{secret}:{credentials.nonce}:{credentials.nc}:{credentials.cnonce}:auth:{ha2}"
             )
         elif credentials.qop is None:  # RFC 2069 style, still sent by old stacks
-            expected = h(f"{ha1}:{credentials.nonce}:{ha2}")
+            expected = h(f"{secret}:{credentials.nonce}:{ha2}")
         else:
             return False
         return hmac.compare_digest(expected, credentials.response)
+
+
+def ha1(credentials: Credentials, password: str) -> str | None:
+    """H(username:realm:password) for the algorithm and user-name spelling the client
+    used (RFC 7616 3.4.2); None for an algorithm we do not offer."""
+    hash_function = _ALGORITHMS.get(credentials.algorithm)
+    if hash_function is None:
+        return None
+    return hash_function(f"{credentials.username}:{REALM}:{password}".encode()).hexdigest()

@@ -12,6 +12,7 @@ MAC and a wrong password get the same 404.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import re
@@ -22,19 +23,18 @@ from pathlib import Path
 from aiohttp import web
 from cryptography import x509
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from dls.db.types import utcnow
-from dls.devices.effective import SYSTEM_KEY, DeviceContext, load_context, resolve_settings
+from dls.devices.effective import SYSTEM_KEY, load_context, resolve_settings
+from dls.devices.facts import DeviceFacts, device_facts
 from dls.devices.inheritance import Level, ResolutionError, SettingsLayer, resolve
 from dls.devices.layers import decode_layer, purpose
 from dls.devices.models import DeviceStatus, Scope, SettingsDocument
 from dls.devices.registry import digest_purpose
 from dls.devices.settings import DeviceSettings, FirmwareTarget
-from dls.firmware.delivery import device_pin
 from dls.firmware.runtime import FirmwareRuntime, Offer
 from dls.provisioning.files.detect import Detection, Detector, Rejection
-from dls.provisioning.files.digest import DigestVerifier, parse_authorization
+from dls.provisioning.files.digest import Credentials, DigestVerifier, ha1, parse_authorization
 from dls.provisioning.files.profiles import (
     FileRole,
     FileScope,
@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 PROVISIONING_PREFIX = "/prov/"
 RENDER_CACHE_ENTRIES = 50_000  # ~2 KB each: about 100 MB at most
+HA1_CACHE_ENTRIES = 100_000  # per worker: one per device that authenticates with Digest
 UPLOAD_LIMIT = 1024 * 1024  # bytes per uploaded file (Poly logs, overrides)
 NOT_FOUND_BODY = b"not found\n"
 # A marker URL rendered once per (vendor, model, file) to learn which files carry it.
@@ -75,6 +76,7 @@ _MAC_IN_TEXT = re.compile(
 class Rendered:
     body: bytes
     etag: str
+    revision: str  # the configuration revision it was rendered from ("" for common files)
 
 
 class RenderCache:
@@ -90,8 +92,8 @@ class RenderCache:
             self._entries.move_to_end(key)
         return found
 
-    def put(self, key: tuple[object, ...], body: bytes) -> Rendered:
-        rendered = Rendered(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+    def put(self, key: tuple[object, ...], body: bytes, revision: str = "") -> Rendered:
+        rendered = Rendered(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"', revision)
         self._entries[key] = rendered
         if len(self._entries) > self._max:
             self._entries.popitem(last=False)
@@ -107,9 +109,11 @@ class FileProvisioner:
         self._cache = RenderCache()
         self._box: SecretBox = services.box
         self._digest = DigestVerifier(services.box.derive("digest-nonce"))
+        self._device_ha1 = functools.lru_cache(maxsize=HA1_CACHE_ENTRIES)(self._ha1)
         self._base_url = services.settings.device_url + PROVISIONING_PREFIX
         self._uploads = services.settings.data_dir / "uploads"
         self._firmware: FirmwareRuntime = services.firmware
+        self._reads = services.reads
         self._carries_firmware: dict[tuple[str, str, str], bool] = {}
 
     def install(self, app: web.Application) -> None:
@@ -131,22 +135,21 @@ class FileProvisioner:
             return await self._common(request, detection)
         if detection.mac is None:
             return _not_found()
-        async with self._services.sessions() as session:
-            context = await load_context(session, mac=detection.mac)
-            refusal = self._authenticate(request, detection, context)
-            if refusal is not None:
-                return refusal
-            assert context is not None
-            offer = await self._offer(session, context, detection)
-        rendered = self._device_file(context, detection, offer)
+        facts = await device_facts(self._reads, detection.mac)
+        refusal = self._authenticate(request, detection, facts)
+        if refusal is not None:
+            return refusal
+        assert facts is not None
+        offer = await self._offer(facts, detection)
+        rendered = await self._device_file(facts, detection, offer)
         if rendered is None:
             return _not_found()
         self._ledger.fetched(
             Fetch(
-                device_id=context.device.id,
+                device_id=facts.id,
                 file=request.match_info["path"][:128],
                 content_hash=rendered.etag.strip('"'),
-                revision=context.revision,
+                revision=rendered.revision,
                 at=utcnow(),
                 address=request.remote,
                 user_agent=_agent(request),
@@ -156,11 +159,11 @@ class FileProvisioner:
         return _answer(request, rendered, self._content_type(detection))
 
     def _authenticate(
-        self, request: web.Request, detection: Detection, context: DeviceContext | None
+        self, request: web.Request, detection: Detection, facts: DeviceFacts | None
     ) -> web.Response | None:
         """None when the requester proved it is this device; else the answer to give."""
-        known = context is not None and context.device.status is not DeviceStatus.RETIRED
-        if not known:
+        device = facts if facts is not None and facts.status is not DeviceStatus.RETIRED else None
+        if device is None:
             self._ledger.sighted(
                 Sighting(
                     mac=detection.mac or "",
@@ -172,11 +175,10 @@ class FileProvisioner:
                     at=utcnow(),
                 )
             )
-        if known:
-            assert context is not None
-            if _certificate_names(client_certificate(request), context.device.mac):
+        else:
+            if _certificate_names(client_certificate(request), device.mac):
                 return None
-            if context.tenant.legacy_mac_only:
+            if device.legacy_mac_only:
                 return None
         header = request.headers.get("Authorization")
         credentials = parse_authorization(header) if header else None
@@ -185,19 +187,34 @@ class FileProvisioner:
         nonce = self._digest.nonce_state(credentials.nonce)
         if nonce == "stale":
             return self._challenge(stale=True)
-        password = _DUMMY_PASSWORD
-        if known and context is not None and context.device.digest_password is not None:
-            try:
-                password = self._box.decrypt(
-                    context.device.digest_password, digest_purpose(context.device.id)
-                )
-            except SecretError:
-                log.warning("digest password does not decrypt; was the key rotated?")
-        # Verify even for unknown devices, so both take the same time.
-        valid = self._digest.verify(credentials, request.method, detection.mac or "", password)
-        if not (known and valid and nonce == "fresh" and credentials.uri == request.path_qs):
+        if (
+            device is not None
+            and device.digest_password is not None
+            and credentials.username.lower() == device.mac  # the user name is the MAC
+        ):
+            secret = self._device_ha1(
+                device.id, device.digest_password, credentials.username, credentials.algorithm
+            )
+        else:
+            # Hash a dummy password for unknown devices, so both take about the same time.
+            secret = ha1(credentials, _DUMMY_PASSWORD)
+        valid = self._digest.verify_ha1(credentials, request.method, detection.mac or "", secret)
+        if not (device is not None and valid and nonce == "fresh"):
+            return _not_found()
+        if credentials.uri != request.path_qs:
             return _not_found()
         return None
+
+    def _ha1(self, device_id: int, ciphertext: str, username: str, algorithm: str) -> str | None:
+        """The device's Digest HA1 for the spelling and algorithm it uses; memoised (see
+        __init__), so a poll does not decrypt the password again. The key holds the
+        ciphertext, so a new password (or a rotated key) is a new entry."""
+        try:
+            password = self._box.decrypt(ciphertext, digest_purpose(device_id))
+        except SecretError:
+            log.warning("digest password does not decrypt; was the key rotated?")
+            return None
+        return ha1(_username_only(username, algorithm), password)
 
     def _challenge(self, *, stale: bool) -> web.Response:
         response = web.Response(status=401, body=b"authentication required\n")
@@ -205,19 +222,16 @@ class FileProvisioner:
             response.headers.add("WWW-Authenticate", challenge)
         return response
 
-    async def _offer(
-        self, session: AsyncSession, context: DeviceContext, detection: Detection
-    ) -> Offer | None:
-        """The firmware offer, only for files that carry its URL: one query more."""
+    async def _offer(self, facts: DeviceFacts, detection: Detection) -> Offer | None:
+        """The firmware offer, only for files that carry its URL: the poll's second query."""
         assert detection.file is not None
-        profile = self._profiles.get(context.device.vendor)
-        model = profile.model(context.device.model) if profile else None
+        profile = self._profiles.get(facts.vendor)
+        model = profile.model(facts.model) if profile else None
         if profile is None or model is None:
             return None
         if not self._carries_firmware_url(profile, model, detection.file):
             return None
-        pin = device_pin(context.documents[-1])
-        return await self._firmware.offer(session, context.device, pin)
+        return await self._firmware.offer(self._reads, facts, facts.pinned_version)
 
     def _carries_firmware_url(
         self, profile: VendorProfile, model: ModelSpec, file: FileSpec
@@ -245,22 +259,27 @@ class FileProvisioner:
             found = self._carries_firmware[key] = _PROBE_HOST in body
         return found
 
-    def _device_file(
-        self, context: DeviceContext, detection: Detection, offer: Offer | None
+    async def _device_file(
+        self, facts: DeviceFacts, detection: Detection, offer: Offer | None
     ) -> Rendered | None:
+        """The cached rendering for the device's revision and offer, or a new one: only
+        then are the settings documents loaded and decrypted."""
         assert detection.file is not None
-        device = context.device
-        profile = self._profiles.get(device.vendor)
+        profile = self._profiles.get(facts.vendor)
         if profile is None or profile.vendor != detection.vendor:
             return None
-        model = profile.model(device.model)
+        model = profile.model(facts.model)
         if model is None:
             return None
         firmware_key = offer.cache_key if offer else None
-        key = (device.id, detection.file.name, context.revision, model.name, firmware_key)
+        key = (facts.id, detection.file.name, facts.revision, model.name, firmware_key)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        async with self._services.sessions() as session:
+            context = await load_context(session, device_id=facts.id)
+        if context is None:  # deleted between the two reads
+            return None
         try:
             settings = resolve_settings(context, self._box).settings
             # The version written beside the URL (Gigaset) is the offered one, never a
@@ -273,7 +292,7 @@ class FileProvisioner:
                     model=model,
                     file=detection.file,
                     settings=settings,
-                    mac=device.mac,
+                    mac=context.device.mac,
                     firmware_url=_firmware_url(profile, offer),
                     base_url=self._base_url,
                 )
@@ -282,12 +301,15 @@ class FileProvisioner:
             log.warning(
                 "cannot render %s for device %s: %s",
                 detection.file.name,
-                device.id,
+                facts.id,
                 exc,
                 extra={"fields": {"revision": context.revision}},
             )
             return None
-        return self._cache.put(key, body)
+        # Filed under the revision just rendered: if a change landed between the two
+        # reads, the next poll's facts name the new revision and render again.
+        key = (facts.id, detection.file.name, context.revision, model.name, firmware_key)
+        return self._cache.put(key, body, context.revision)
 
     async def _common(self, request: web.Request, detection: Detection) -> web.StreamResponse:
         """A file every device of the vendor fetches: system defaults only, never secrets."""
@@ -346,9 +368,8 @@ class FileProvisioner:
             return _not_found()
         if request.content_length is not None and request.content_length > UPLOAD_LIMIT:
             return web.Response(status=413, body=b"upload too large\n")
-        async with self._services.sessions() as session:
-            context = await load_context(session, mac=detection.mac)
-        refusal = self._authenticate(request, detection, context)
+        facts = await device_facts(self._reads, detection.mac)
+        refusal = self._authenticate(request, detection, facts)
         if refusal is not None:
             return refusal
         body = bytearray()
@@ -388,6 +409,11 @@ def _write(target: Path, body: bytes) -> None:
     temporary = target.with_suffix(target.suffix + ".part")
     temporary.write_bytes(body)
     temporary.replace(target)
+
+
+def _username_only(username: str, algorithm: str) -> Credentials:
+    """Credentials carrying just what ``ha1`` reads."""
+    return Credentials(username, "", "", "", "", algorithm, None, None, None)
 
 
 def _agent(request: web.Request) -> str | None:

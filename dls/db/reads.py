@@ -1,0 +1,198 @@
+"""Point reads for the device path: a prepared Core statement, no ORM session.
+
+A phone's poll reads a few columns by an indexed key. Through an ORM session on
+aiosqlite that costs about 2 ms of CPU here (session and identity map, entity loading,
+JSON decoding of documents the poll does not need, several hand-offs to aiosqlite's
+thread); the same indexed read as a Core statement built once costs about 0.05 ms. The
+device path therefore reads through ``PointReads`` and loads ORM objects only when it
+must render (see ``dls.provisioning.files.handler``).
+
+- **SQLite**: the read runs on the event loop, on a connection of its own to the same
+  file (pysqlite, autocommit, ``query_only``). In WAL mode a reader never waits for a
+  writer, so an indexed point read takes tens of microseconds, less than a round trip to
+  aiosqlite's thread. The rare cases where a WAL reader does wait (recovery after a
+  crash) are bounded by a short busy timeout, after which the read goes through the async
+  engine instead. Each statement is compiled once by SQLAlchemy (``Prepared``) and run
+  on the DBAPI cursor with SQLAlchemy's own bind and result processors: SQLAlchemy's
+  per-execution work (cache-key lookup, execution context, result metadata) cost more
+  than the query itself here.
+- **Other databases** (PostgreSQL): an async engine of its own in autocommit mode, so one
+  SELECT is not wrapped in BEGIN and ROLLBACK round trips, and without the main engine's
+  ping before every checkout: a read that finds its pooled connection dead (the database
+  restarted) is retried once on a fresh one instead, SQLAlchemy's optimistic
+  disconnect handling.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Dialect, Engine, Select, event
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolProxiedConnection, StaticPool
+
+__all__ = ["PointReads", "Prepared"]
+
+log = logging.getLogger(__name__)
+
+SQLITE_READ_BUSY_MS = 100  # a WAL reader waits only in rare cases; then take the async path
+
+
+class PointReads:
+    """Small indexed reads, as cheap as the database allows; see the module docstring."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sync: Engine | None = _sqlite_reader(engine)
+        self._async: AsyncEngine | None = None  # made on first use
+        self._connection: PoolProxiedConnection | None = None
+        self._prepared: dict[int, Prepared] = {}
+        self._statements: list[Select[Any]] = []
+
+    async def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Sequence[Any]:
+        """The rows of ``statement`` (built once, with bound parameters), as named tuples
+        or SQLAlchemy rows: index them or use the column names."""
+        if self._sync is not None:
+            try:
+                return self._read_here(statement, parameters)
+            except OperationalError as exc:
+                log.info("SQLite point read waited too long; using the async engine: %s", exc)
+                self._drop_connection()
+        for attempt in (1, 2):
+            try:
+                async with self._async_engine().connect() as connection:
+                    return (await connection.execute(statement, dict(parameters))).all()
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def one_or_none(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Any:
+        found = await self.rows(statement, parameters)
+        return found[0] if found else None
+
+    # Called with the same signature as AsyncSession.execute by code that accepts either.
+    execute = rows
+
+    async def dispose(self) -> None:
+        self._drop_connection()
+        if self._sync is not None:
+            self._sync.dispose()
+        if self._async is not None and self._async.url.get_backend_name() != "sqlite":
+            await self._async.dispose()  # its own engine, not the main one
+        self._async = None
+
+    def _async_engine(self) -> AsyncEngine:
+        if self._async is None:
+            url = self._engine.url
+            self._async = (
+                self._engine.execution_options(isolation_level="AUTOCOMMIT")  # fallback only
+                if url.get_backend_name() == "sqlite"
+                else create_async_engine(
+                    url, isolation_level="AUTOCOMMIT", pool_size=10, max_overflow=20
+                )
+            )
+        return self._async
+
+    def _read_here(self, statement: Select[Any], parameters: Mapping[str, Any]) -> list[Any]:
+        assert self._sync is not None
+        # By identity: statements are module constants, and clause elements overload ==.
+        prepared = self._prepared.get(id(statement))
+        if prepared is None:
+            prepared = self._prepared[id(statement)] = Prepared(statement, self._sync.dialect)
+            self._statements.append(statement)  # kept alive, so its id is never reused
+        if self._connection is None:
+            self._connection = self._sync.raw_connection()
+        try:
+            cursor = self._connection.driver_connection.execute(
+                prepared.sql, prepared.parameters(parameters)
+            )
+        except sqlite3.OperationalError as exc:
+            raise OperationalError(prepared.sql, None, exc) from exc
+        return prepared.rows(cursor.fetchall())
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class Prepared:
+    """A SELECT compiled once for one dialect, with its bind and result processors."""
+
+    __slots__ = ("_plan", "_results", "_row", "sql")
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        if compiled.positiontup is None:
+            raise ValueError("Prepared needs a dialect with positional parameters")
+        self.sql = str(compiled)
+        # Per position: (name, processor) for a parameter the caller gives, or (None,
+        # value) for one the statement fixes, processed once here.
+        plan: list[tuple[str | None, Any]] = []
+        for name in compiled.positiontup:
+            bind = compiled.binds[name]
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if bind.required:
+                plan.append((name, process))
+            else:
+                value = bind.value
+                plan.append((None, value if process is None or value is None else process(value)))
+        self._plan = tuple(plan)
+        columns = list(statement.selected_columns)
+        self._results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in columns
+        )
+        self._row = collections.namedtuple(  # type: ignore[misc]
+            "Row", [str(column.key) for column in columns], rename=True
+        )
+
+    def parameters(self, given: Mapping[str, Any]) -> tuple[Any, ...]:
+        values = []
+        for name, process in self._plan:
+            if name is None:
+                values.append(process)  # fixed, already processed
+                continue
+            value = given[name]
+            values.append(value if process is None or value is None else process(value))
+        return tuple(values)
+
+    def rows(self, found: list[tuple[Any, ...]]) -> list[Any]:
+        results, make = self._results, self._row._make
+        return [
+            make(
+                value if process is None or value is None else process(value)
+                for process, value in zip(results, row, strict=True)
+            )
+            for row in found
+        ]
+
+
+def _sqlite_reader(engine: AsyncEngine) -> Engine | None:
+    """A synchronous engine on the async engine's SQLite file, or None (other databases,
+    in-memory databases, which another connection could not see)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    reader = create_sync_engine(
+        url.set(drivername="sqlite+pysqlite"),
+        poolclass=StaticPool,  # one connection, used only on the event loop's thread
+        connect_args={"check_same_thread": False, "timeout": SQLITE_READ_BUSY_MS / 1000},
+        isolation_level="AUTOCOMMIT",
+    )
+    event.listen(reader, "connect", _read_only)
+    return reader
+
+
+def _read_only(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_READ_BUSY_MS}")
+    cursor.close()

@@ -1,0 +1,70 @@
+"""What a poll needs to know about a device before it knows whether to render anything.
+
+Trust (status, Digest password, the tenant's legacy mode, the MAC), the inputs of the
+firmware selection (tenant, group, vendor, model, a version the device's own settings
+pin) and the configuration revision (the revisions of the five settings documents and
+of the device row): one indexed query of plain columns through ``PointReads``. The
+documents themselves, and the ORM objects, are loaded only when a file must be rendered
+(``dls.devices.effective.load_context``), which the render cache makes rare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, select
+
+from dls.db.reads import PointReads
+from dls.devices.effective import config_revision, join_documents
+from dls.devices.models import Device, DeviceStatus
+from dls.tenancy.models import Tenant
+
+__all__ = ["DeviceFacts", "device_facts"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFacts:
+    id: int
+    mac: str
+    vendor: str
+    model: str
+    status: DeviceStatus
+    tenant_id: str
+    group_id: int | None
+    user_id: int | None
+    digest_password: str | None  # ciphertext
+    legacy_mac_only: bool  # the tenant's
+    pinned_version: str | None  # firmware.version in the device's own settings
+    revision: str  # as DeviceContext.revision
+
+
+def _statement():  # type: ignore[no-untyped-def]
+    base = select(Device).join(Tenant, Tenant.tenant_id == Device.tenant_id)
+    base, docs = join_documents(base, "facts")
+    return base.with_only_columns(
+        Device.id,
+        Device.mac,
+        Device.vendor,
+        Device.model,
+        Device.status,
+        Device.tenant_id,
+        Device.group_id,
+        Device.user_id,
+        Device.digest_password,
+        Tenant.legacy_mac_only,
+        docs[-1].data[("firmware", "version")].as_string(),
+        Device.revision,
+        *(doc.revision for doc in docs),
+        maintain_column_froms=True,
+    ).where(Device.mac == bindparam("mac"))
+
+
+_BY_MAC = _statement()
+
+
+async def device_facts(reads: PointReads, mac: str) -> DeviceFacts | None:
+    row = await reads.one_or_none(_BY_MAC, {"mac": mac})
+    if row is None:
+        return None
+    *fields, device_revision = row[:12]
+    return DeviceFacts(*fields, revision=config_revision(row[12:], device_revision))

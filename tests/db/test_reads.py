@@ -1,0 +1,83 @@
+"""Point reads: the device path's own connection sees what was just committed, and gives
+the same answers on both ways of reading."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dls.db.engine import is_sqlite, session_factory
+from dls.db.reads import PointReads
+from dls.devices.facts import device_facts
+from dls.devices.models import Device, DeviceStatus, Scope, SettingsDocument
+from dls.tenancy.models import Tenant, TenantKind
+
+pytestmark = pytest.mark.db
+
+MAC = "001565abcdef"
+
+
+async def _device(engine: AsyncEngine) -> int:
+    async with session_factory(engine)() as session, session.begin():
+        session.add(
+            Tenant(tenant_id="100000000001", kind=TenantKind.CUSTOMER, name="c", country="DE")
+        )
+        await session.flush()
+        device = Device(
+            mac=MAC, vendor="yealink", model="T46U", tenant_id="100000000001", revision=3
+        )
+        session.add(device)
+        await session.flush()
+        session.add(
+            SettingsDocument(
+                scope=Scope.DEVICE,
+                scope_key=str(device.id),
+                data={"firmware": {"version": "108.86.0.90"}},
+                revision=7,
+            )
+        )
+    return device.id
+
+
+async def test_facts_follow_every_commit(engine: AsyncEngine) -> None:
+    device_id = await _device(engine)
+    reads = PointReads(engine)
+    try:
+        facts = await device_facts(reads, MAC)
+        assert facts is not None
+        assert (facts.id, facts.status, facts.pinned_version) == (
+            device_id,
+            DeviceStatus.UNASSIGNED,
+            "108.86.0.90",
+        )
+        assert facts.revision == "0.0.0.0.7-3"
+        assert facts.legacy_mac_only is False
+        assert await device_facts(reads, "001565000000") is None
+
+        async with session_factory(engine)() as session, session.begin():
+            await session.execute(
+                update(Device).where(Device.id == device_id).values(revision=4, status="retired")
+            )
+            await session.execute(update(Tenant).values(legacy_mac_only=True))
+        changed = await device_facts(reads, MAC)
+        assert changed is not None
+        assert (changed.revision, changed.status, changed.legacy_mac_only) == (
+            "0.0.0.0.7-4",
+            DeviceStatus.RETIRED,
+            True,
+        )
+    finally:
+        await reads.dispose()
+
+
+async def test_the_fallback_path_answers_the_same(engine: AsyncEngine) -> None:
+    await _device(engine)
+    fast, plain = PointReads(engine), PointReads(engine)
+    plain._sync = None  # as on PostgreSQL, or after a busy SQLite read
+    try:
+        assert await device_facts(fast, MAC) == await device_facts(plain, MAC)
+        assert (fast._sync is not None) == is_sqlite(engine)
+    finally:
+        await fast.dispose()
+        await plain.dispose()

@@ -1,0 +1,107 @@
+"""The ledger's batched writes: what a flush leaves in the database."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dls.db.engine import session_factory
+from dls.devices.models import Device, DeviceStatus, ProvisioningRecord
+from dls.provisioning.ledger import Fetch, Ledger
+from dls.tenancy.models import Tenant, TenantKind
+
+pytestmark = pytest.mark.db
+
+T0 = dt.datetime(2026, 11, 26, 8, 0, tzinfo=dt.UTC)
+STATUSES = [
+    DeviceStatus.UNASSIGNED,
+    DeviceStatus.ASSIGNED,
+    DeviceStatus.SENT_TO_USER,
+    DeviceStatus.PROVISIONED,
+    DeviceStatus.ACTIVE,
+    DeviceStatus.RETIRED,
+]
+
+
+async def _devices(engine: AsyncEngine) -> list[int]:
+    async with session_factory(engine)() as session, session.begin():
+        session.add(
+            Tenant(tenant_id="100000000001", kind=TenantKind.CUSTOMER, name="c", country="DE")
+        )
+        await session.flush()
+        devices = [
+            Device(
+                mac=f"0015650000{index:02x}",
+                vendor="yealink",
+                model="T46U",
+                tenant_id="100000000001",
+                status=status,
+                firmware_version="108.86.0.80",
+                first_seen=T0 if status is DeviceStatus.ACTIVE else None,
+            )
+            for index, status in enumerate(STATUSES)
+        ]
+        session.add_all(devices)
+    return [device.id for device in devices]
+
+
+def _fetch(device_id: int, at: dt.datetime, firmware: str | None, file: str = "x.cfg") -> Fetch:
+    return Fetch(
+        device_id=device_id,
+        file=file,
+        content_hash="ab" * 16,
+        revision="0.1.0.1.0-1",
+        at=at,
+        address="192.0.2.7",
+        user_agent="Yealink SIP-T46U 108.86.0.90 001565000000",
+        firmware_version=firmware,
+    )
+
+
+async def test_a_flush_records_every_fetch_and_moves_each_device_on(engine: AsyncEngine) -> None:
+    ids = await _devices(engine)
+    ledger = Ledger(session_factory(engine))
+    later = T0 + dt.timedelta(minutes=5)
+    for device_id in ids:
+        ledger.fetched(_fetch(device_id, T0, None, "common.cfg"))
+        ledger.fetched(_fetch(device_id, later, "108.86.0.90"))
+
+    await ledger.flush()
+
+    async with session_factory(engine)() as session:
+        records = await session.scalar(select(func.count()).select_from(ProvisioningRecord))
+        devices = {d.id: d for d in await session.scalars(select(Device))}
+    assert records == 2 * len(ids)
+    moved = [devices[device_id].status for device_id in ids]
+    assert moved == [
+        DeviceStatus.PROVISIONED,  # first successful fetch
+        DeviceStatus.PROVISIONED,
+        DeviceStatus.PROVISIONED,
+        DeviceStatus.ACTIVE,  # provisioned before: now in use
+        DeviceStatus.ACTIVE,
+        DeviceStatus.RETIRED,  # never revived by a fetch
+    ]
+    for device_id in ids:
+        device = devices[device_id]
+        assert device.last_seen == later  # the latest fetch of the batch wins
+        assert device.last_address == "192.0.2.7"
+        assert device.last_revision == "0.1.0.1.0-1"
+        assert device.firmware_version == "108.86.0.90"
+    assert devices[ids[0]].first_seen == later
+    assert devices[ids[4]].first_seen == T0  # kept, not overwritten
+
+
+async def test_a_fetch_without_a_version_keeps_the_known_one(engine: AsyncEngine) -> None:
+    ids = await _devices(engine)
+    ledger = Ledger(session_factory(engine))
+    ledger.fetched(_fetch(ids[0], T0, None))
+    ledger.fetched(_fetch(ids[1], T0, None))
+
+    await ledger.flush()
+
+    async with session_factory(engine)() as session:
+        versions = set(await session.scalars(select(Device.firmware_version)))
+    assert versions == {"108.86.0.80"}
