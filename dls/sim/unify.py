@@ -9,14 +9,25 @@ Node.js simulator it cites:
   that every answer echoes the nonce;
 - answers ``ReadAllItems`` (certificates and passwords left out), ``ReadItems``,
   ``WriteItems`` (applied; ``busy`` while in a call), ``Restart`` (factory reset
-  too), ``FileDeployment`` and ``SoftwareDeployment`` (downloads the URL from
-  ``file-https-base-url``, then reports ``status`` or restarts with the new version),
-  ``GetNextFragment`` (sends a large reply in parts when ``fragment_size`` is set);
+  too), ``FileDeployment`` (downloads each URL from ``file-https-base-url``, then
+  reports ``status``), ``SoftwareDeployment`` (see below), ``GetNextFragment`` (sends a
+  large reply in parts when ``fragment_size`` is set);
 - listens for contact-me on 127.0.0.1 and opens a ``solicited`` session, honouring its
   contact gap; after ``CleanUp`` with ``send-solicited`` it calls back once idle;
 - after accepting ``goto-secure-mode`` it switches to secure mode: the next sessions go
   to the secure port with the client certificate and key it was given;
 - waits ``Retry-After`` (plus jitter) on ``503`` and sends the message again.
+
+Firmware (``SoftwareDeployment``, reference §11): after the session's ``CleanUp`` the
+phone downloads the image from ``file-https-base-url``, installs it, reboots and sends
+``start-up`` naming the new ``software-version`` (the dotted ``file-sw-version`` read as
+``V<major> R<rest>``). WPI carries no checksum of the image, so the phone cannot verify
+one; it keeps the SHA-256 of what it downloaded (``installs``) for the tests to check.
+A failed download, or ``fail_firmware``, makes the install fail: the phone keeps its
+version, does not reboot, and reports ``file-deployment-status`` ``failed`` for the
+``APP`` file in a ``status`` message. The reference names ``status`` after "file/software
+deployment" (§7.7) but shows it only for files; reporting a failed install that way,
+and no ``status`` after a successful one, is our guess.
 
 Real phones do not verify the DLS's certificate in default mode [DG p.12]; the simulator
 verifies it when given the CA, because the tests doubt the server, not the phone.
@@ -27,10 +38,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import random
 import secrets
 import ssl
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +53,7 @@ from aiohttp import web
 from lxml import etree
 
 __all__ = [
+    "Install",
     "Interaction",
     "SimulationError",
     "UnifyPhone",
@@ -51,6 +65,7 @@ LOGIN_SERVICE_PATH = "/DeploymentService/LoginService"
 CONTACT_PATH = "/contact_dls.html/ContactDLS"
 COOKIE = "JSESSIONID"
 MAX_ROUND_TRIPS = 64  # per interaction; a DLS that never says CleanUp is broken
+MAX_FOLLOW_UPS = 16  # interactions one interaction leads to (restarts, status reports)
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 # Never reported by ReadAllItems: certificates [DG p.30], and passwords (our guess of
@@ -70,6 +85,8 @@ _UNREPORTED = frozenset(
 )
 
 Key = tuple[str, int | None]
+Report = list[tuple[str, int | None, str]]  # items a phone attaches: (name, index, value)
+FollowUp = tuple[str, Report | None]  # the next interaction: reason and extra items
 
 
 class SimulationError(RuntimeError):
@@ -93,6 +110,17 @@ class Interaction:
         return "WriteItems" in self.actions and self.replies[-1:] != ["busy"]
 
 
+@dataclass(frozen=True)
+class Install:
+    """One SoftwareDeployment as the phone carried it out."""
+
+    url: str
+    version: str | None  # file-sw-version as sent
+    status: int  # HTTP status of the download; 0: no connection
+    sha256: str | None  # of the bytes downloaded, when the download succeeded
+    installed: bool
+
+
 def mac_items(mac: str) -> str:
     """``001ae8123456`` -> ``00:1A:E8:12:34:56``, as phones write mac-addr [DG p.33]."""
     plain = mac.replace(":", "").upper()
@@ -105,6 +133,18 @@ def _nonce() -> str:
 
 def _tag(local: str) -> str:
     return f"{{{NAMESPACE}}}{local}"
+
+
+def _deployment_status(index: int, url: str, file_type: str, ok: bool) -> Report:
+    """The ``status`` items of one file [DG p.54]; the date/time format is our guess."""
+    now = dt.datetime.now(dt.UTC)
+    return [
+        ("file-deployment-name", index, url.rsplit("/", 1)[-1]),
+        ("file-deployment-type", index, file_type),
+        ("file-deployment-status", index, "ok" if ok else "failed"),
+        ("file-deployment-date", index, now.strftime("%Y-%m-%d")),
+        ("file-deployment-time", index, now.strftime("%H:%M:%S")),
+    ]
 
 
 def _dotted_to_software_version(dotted: str) -> str:
@@ -133,6 +173,7 @@ class UnifyPhone:
         refuse_items: Iterable[str] = (),
         max_refusals: int = 1000,
         workdir: Path | None = None,
+        fail_firmware: bool = False,
     ) -> None:
         self.mac = mac.replace(":", "").lower()
         self.device_url = device_url.rstrip("/")
@@ -144,6 +185,7 @@ class UnifyPhone:
         self.contact_gap = contact_gap
         self.refuse_items = frozenset(refuse_items)
         self.max_refusals = max_refusals
+        self.fail_firmware = fail_firmware  # downloads, then fails every install
         self.items: dict[Key, str] = {
             ("device-type", None): model,
             ("software-type", None): "Siemens SIP",
@@ -160,6 +202,7 @@ class UnifyPhone:
         self.interactions: list[Interaction] = []
         self.contacts: list[dict[str, str]] = []  # ContactMe requests received
         self.downloads: list[tuple[str, int]] = []  # (url, HTTP status)
+        self.installs: list[Install] = []
         self._own_http = http is None
         self._http = http
         self._secure_http: aiohttp.ClientSession | None = None
@@ -250,24 +293,22 @@ class UnifyPhone:
 
     # --- one interaction and what follows it ----------------------------------------
 
-    async def run(
-        self, reason: str, extra: list[tuple[str, int | None, str]] | None = None
-    ) -> list[Interaction]:
+    async def run(self, reason: str, extra: Report | None = None) -> list[Interaction]:
         """One interaction, then every interaction it causes (restart, secure, status)."""
         done: list[Interaction] = []
         async with self._lock:
-            follow_up: tuple[str, list[tuple[str, int | None, str]] | None] | None = (
-                reason,
-                extra,
-            )
-            while follow_up is not None:
-                interaction, follow_up = await self._interaction(*follow_up)
+            queue: deque[FollowUp] = deque([(reason, extra)])
+            while queue:
+                if len(done) > MAX_FOLLOW_UPS:
+                    raise SimulationError("one interaction led to too many others")
+                interaction, follow_ups = await self._interaction(*queue.popleft())
                 done.append(interaction)
+                queue.extend(follow_ups)
         return done
 
     async def _interaction(
-        self, reason: str, extra: list[tuple[str, int | None, str]] | None
-    ) -> tuple[Interaction, tuple[str, list[tuple[str, int | None, str]] | None] | None]:
+        self, reason: str, extra: Report | None
+    ) -> tuple[Interaction, list[FollowUp]]:
         interaction = Interaction(reason, self.secure)
         cookie: str | None = None
         pending: list[str] = []  # what to do after CleanUp
@@ -339,39 +380,58 @@ class UnifyPhone:
         files: list[tuple[int, str, str]],
         software: str | None,
         factory: bool,
-    ) -> tuple[str, list[tuple[str, int | None, str]] | None] | None:
-        """What the phone does once the session ended, as the next interaction to run."""
+    ) -> list[FollowUp]:
+        """What the phone does once the session ended: the interactions it opens next.
+
+        Everything accepted in the session is carried out, in the order it was sent; a
+        reboot (restart, secure mode, new firmware) comes last, with one ``start-up``.
+        The reference does not say what a phone does when one session holds several of
+        these; doing all of them is our guess.
+        """
+        follow_ups: list[FollowUp] = []
+        reboot = False
         for step in pending:
             if step == "secure":
                 self._go_secure()
-                return ("start-up", None)  # reference §13: start-up on the secure port
-            if step == "restart":
+                reboot = True  # reference §13: start-up on the secure port
+            elif step == "restart":
                 if factory:
                     self._factory_reset()
-                return ("start-up", None)
-            if step.startswith("software:"):
-                if await self._download(step.removeprefix("software:")) and software:
-                    self.items[("software-version", None)] = _dotted_to_software_version(software)
-                return ("start-up", None)
-            if step == "files":
-                report: list[tuple[str, int | None, str]] = []
-                now = dt.datetime.now(dt.UTC)
-                for index, url, file_type in files:
-                    ok = await self._download(url)
-                    report += [
-                        ("file-deployment-name", index, url.rsplit("/", 1)[-1]),
-                        ("file-deployment-type", index, file_type),
-                        ("file-deployment-status", index, "ok" if ok else "failed"),
-                        ("file-deployment-date", index, now.strftime("%Y-%m-%d")),
-                        ("file-deployment-time", index, now.strftime("%H:%M:%S")),
-                    ]
-                return ("status", report)
-        return None
+                reboot = True
+            elif step.startswith("software:"):
+                report = await self._install(step.removeprefix("software:"), software)
+                if report is None:
+                    reboot = True  # reference §11: reboots, then start-up with the new version
+                else:
+                    follow_ups.append(("status", report))
+            elif step == "files":
+                follow_ups.append(("status", await self._deploy_files(files)))
+        if reboot:
+            follow_ups.append(("start-up", None))
+        return follow_ups
+
+    async def _deploy_files(self, files: list[tuple[int, str, str]]) -> Report:
+        report: Report = []
+        for index, url, file_type in files:
+            ok = await self._download(url) is not None
+            report += _deployment_status(index, url, file_type, ok)
+        return report
+
+    async def _install(self, url: str, version: str | None) -> Report | None:
+        """Download and install an image; None if it runs now, else the ``status`` report."""
+        digest = await self._download(url)
+        installed = digest is not None and bool(version) and not self.fail_firmware
+        status = self.downloads[-1][1]
+        self.installs.append(Install(url, version, status, digest, installed))
+        if installed and version:
+            self.items[("software-version", None)] = _dotted_to_software_version(version)
+            return None
+        return _deployment_status(1, url, "APP", ok=False)
 
     # --- messages ----------------------------------------------------------------------
 
     def _opening_items(
-        self, reason: str, extra: list[tuple[str, int | None, str]] | None
+        self, reason: str, extra: Report | None
     ) -> list[tuple[str, int | None, str, bool]]:
         if reason in ("status", "local-changes"):  # the report itself, no identity [DG p.40/54]
             base = [("mac-addr", None, self.items[("mac-addr", None)], False)]
@@ -539,16 +599,20 @@ class UnifyPhone:
             for index, fields in sorted(by_index.items())
         ]
 
-    async def _download(self, url: str) -> bool:
+    async def _download(self, url: str) -> str | None:
+        """Fetch ``url``; the SHA-256 of its bytes, or None if it did not come."""
         http = await self._client()
+        digest, size = hashlib.sha256(), 0
         try:
             async with http.get(url) as response:
-                await response.content.read(MAX_DOWNLOAD_BYTES)
+                while size < MAX_DOWNLOAD_BYTES and (block := await response.content.read(2**16)):
+                    digest.update(block)
+                    size += len(block)
                 self.downloads.append((url, response.status))
-                return response.status == 200
+                return digest.hexdigest() if response.status == 200 else None
         except (aiohttp.ClientError, OSError):
             self.downloads.append((url, 0))
-            return False
+            return None
 
     def _go_secure(self) -> None:
         credentials = self.items.get(("dls-client-certificate", None))

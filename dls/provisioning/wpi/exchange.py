@@ -11,13 +11,16 @@ What is written per message (one transaction):
 - the phone's ``wpi_devices`` row, always for an assigned phone: the session state
   changes with every message, and the inventory, last address and last-seen time ride
   along in the same row;
-- ``device_jobs`` rows, only for messages that send or settle a job;
+- ``device_jobs`` rows, only for messages that send or settle a job, and for a message
+  opening an interaction of a phone that should install other firmware: the firmware
+  offer queued as a SoftwareDeployment job (:mod:`dls.provisioning.wpi.firmware`);
 - for unknown phones nothing, except a rate-limited ``unclaimed_devices`` record (plus
   the phone's ``wpi_devices`` row, which keeps its contact-me address for later);
 - rarely: an audit entry (local changes, self-setup), a PIN row, a new device row.
 
 The device's last-seen facts, firmware version and status go through the provisioning
-ledger's buffer, written in batches off the request path.
+ledger's buffer, written in batches off the request path. A message opening an
+interaction reads one thing more: the device's firmware offer.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ from dls.provisioning.wpi.effects import (
     UpdateJob,
 )
 from dls.provisioning.wpi.engine import Decision, decide, device_mac
+from dls.provisioning.wpi.firmware import (
+    opens_interaction,
+    queue_firmware,
+    report_install_failure,
+)
 from dls.provisioning.wpi.identity import certificate_mac, plain_mac
 from dls.provisioning.wpi.items import SOFTWARE_VERSION, Item
 from dls.provisioning.wpi.messages import (
@@ -68,6 +76,7 @@ from dls.provisioning.wpi.snapshot import DeviceSnapshot, DeviceStanding
 from dls.provisioning.wpi.store import (
     CLOUD_PIN_VALUE,
     CONTACT_ME_URI,
+    DEPLOYMENT_KINDS,
     DEVICE_TYPE,
     apply_job_update,
     engine_job,
@@ -172,8 +181,11 @@ async def exchange(
                 runtime, request, session, now, message, mac, phone, pin
             )
 
-        # 4. Decide.
-        snapshot, jobs = await _snapshot(runtime, session, now, mac, phone, context, device)
+        # 4. Decide; an interaction's first message may queue the firmware offer first.
+        opening = message if opens_interaction(state, message) else None
+        snapshot, jobs = await _snapshot(
+            runtime, session, now, mac, phone, context, device, opening
+        )
         decision = decide(state, message, snapshot)
 
         # 5. Record.
@@ -264,7 +276,9 @@ async def _snapshot(
     phone: WpiDevice | None,
     context: DeviceContext | None,
     device: Device | None,
+    opening: WorkpointMessage | None,
 ) -> tuple[DeviceSnapshot, list[DeviceJob]]:
+    """What the engine sees; ``opening`` is the message if it opens an interaction."""
     if context is None or device is None:
         return DeviceSnapshot(DeviceStanding.UNKNOWN), []
     mode = context.tenant.wpi_secure_mode
@@ -283,6 +297,11 @@ async def _snapshot(
     if bootstrap:
         desired += bootstrap_items(runtime.server_ca_pem, runtime.services.settings.secure_port)
     rows = await pending_jobs(session, device.id, now)
+    if opening is not None:
+        inventory = phone.inventory if phone else None
+        rows = await queue_firmware(
+            runtime.services.firmware, session, context, opening, inventory, rows, now
+        )
     jobs = []
     for row in rows:
         job = engine_job(row)
@@ -366,30 +385,47 @@ async def _apply(
                 row = by_id.get(effect.job_id)
                 if row is None:
                     continue
+                before = row.state
                 apply_job_update(row, effect, now)
+                await report_install_failure(runtime.services.firmware, session, row, before, now)
                 if row.kind is JobKind.FACTORY_RESET and effect.status is JobStatus.ACCEPTED:
                     # The phone forgets everything, its secure-mode certificate included.
                     phone.secure_since, phone.inventory, phone.secure_refused = None, None, False
             case RecordLocalChanges():
                 record_local_changes(session, device, effect, REQUEST_ID.get())
             case RecordDeploymentStatus():
-                recent = await session.scalars(
-                    select(DeviceJob)
-                    .where(
-                        DeviceJob.device_id == device.id,
-                        DeviceJob.kind == JobKind.FILE_DEPLOYMENT,
-                    )
-                    .order_by(DeviceJob.id.desc())
-                    .limit(20)
-                )
-                if record_deployment_status(list(recent), effect, now) is None:
-                    runtime.quiet.warning("deployment status for a file no job sent", mac=phone.mac)
+                await _deployment_status(runtime, session, device, phone, effect, now)
             case ProtocolViolation(reason=reason):
                 runtime.quiet.warning(
                     "WPI protocol violation; session ended", mac=phone.mac, reason=reason[:100]
                 )
             case _:
                 pass
+
+
+async def _deployment_status(
+    runtime: WpiRuntime,
+    session: AsyncSession,
+    device: Device,
+    phone: WpiDevice,
+    status: RecordDeploymentStatus,
+    now: dt.datetime,
+) -> None:
+    """File one file's result on its job; a failed firmware image fails the install."""
+    recent = list(
+        await session.scalars(
+            select(DeviceJob)
+            .where(DeviceJob.device_id == device.id, DeviceJob.kind.in_(DEPLOYMENT_KINDS))
+            .order_by(DeviceJob.id.desc())
+            .limit(20)
+        )
+    )
+    before = {row.id: row.state for row in recent}
+    row = record_deployment_status(recent, status, now)
+    if row is None:
+        runtime.quiet.warning("deployment status for a file no job sent", mac=phone.mac)
+        return
+    await report_install_failure(runtime.services.firmware, session, row, before[row.id], now)
 
 
 def _bootstrap_refused(

@@ -19,6 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import unquote
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select, text
@@ -58,6 +59,7 @@ from dls.provisioning.wpi.snapshot import JobKind as EngineJobKind
 __all__ = [
     "CLOUD_PIN_VALUE",
     "CONTACT_ME_URI",
+    "DEPLOYMENT_KINDS",
     "DEVICE_TYPE",
     "MAX_JOB_ATTEMPTS",
     "apply_job_update",
@@ -79,6 +81,8 @@ CLOUD_PIN_VALUE = "cloud-pin-value"  # [D NODE]; its use as the deployment PIN i
 MAX_JOB_ATTEMPTS = 5  # sends of one job before it counts as failed
 MAX_INVENTORY_VALUE = 4096  # characters kept per reported value; longer ones are cut
 _NEVER_STORED = BOOTSTRAP_ITEMS | {CLOUD_PIN_VALUE}
+# Jobs a ``status`` message reports on [DG p.54]: files and the firmware image.
+DEPLOYMENT_KINDS = (JobKind.FILE_DEPLOYMENT, JobKind.SOFTWARE_DEPLOYMENT)
 _UNKNOWN_INVENTORY_ITEMS = 64  # items kept for an unclaimed phone: identity, not settings
 
 _ENGINE_KINDS = {kind: EngineJobKind(kind.value) for kind in JobKind}
@@ -256,14 +260,16 @@ def apply_job_update(row: DeviceJob, update: UpdateJob, now: dt.datetime) -> Non
 def record_deployment_status(
     jobs: Sequence[DeviceJob], status: RecordDeploymentStatus, now: dt.datetime
 ) -> DeviceJob | None:
-    """File the phone's per-file result on the newest file-deployment job naming the file."""
+    """File the phone's per-file result on the newest deployment job naming the file.
+
+    File deployments name their files in ``files``, a software deployment its image in
+    ``url``; the phone reports only the file name [DG p.54]. An ``APP`` result can only be
+    the firmware image, any other type only a file, so a logo that happens to share the
+    image's name is not taken for a failed install.
+    """
     name = status.file_name or ""
     for row in sorted(jobs, key=lambda job: job.id, reverse=True):
-        if row.kind is not JobKind.FILE_DEPLOYMENT:
-            continue
-        files = row.payload.get("files") or []
-        urls = [entry.get("url", "") for entry in files if isinstance(entry, dict)]
-        if not any(url.rsplit("/", 1)[-1] == name for url in urls):
+        if not _names_file(row, name, status.file_type):
             continue
         result = dict(row.result or {})
         result[name] = {
@@ -279,6 +285,28 @@ def record_deployment_status(
             row.detail = f"file {name[:200]} failed on the phone"
         return row
     return None
+
+
+def _names_file(row: DeviceJob, name: str, file_type: str | None) -> bool:
+    """Whether the job ``row`` sent a file the phone would report as ``name``."""
+    if file_type is not None:
+        is_app = file_type.strip().upper() == FileType.APP.value
+        if is_app != (row.kind is JobKind.SOFTWARE_DEPLOYMENT):
+            return False
+    if row.kind is JobKind.SOFTWARE_DEPLOYMENT:
+        urls = [row.payload.get("url")]
+    elif row.kind is JobKind.FILE_DEPLOYMENT:
+        files = row.payload.get("files") or []
+        urls = [entry.get("url") for entry in files if isinstance(entry, dict)]
+    else:
+        return False
+    for url in urls:
+        if isinstance(url, str):
+            last = url.rsplit("/", 1)[-1]
+            # Our guess: a phone may report the name as the URL has it, or decoded.
+            if name in (last, unquote(last)):
+                return True
+    return False
 
 
 # --- unclaimed phones and local changes ------------------------------------------------

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from dls.devices.unify import DeviceJob, JobKind, KeyedHash
+import datetime as dt
+
+from dls.devices.unify import DeviceJob, JobKind, JobState, KeyedHash
+from dls.provisioning.wpi.effects import DeploymentStatus, RecordDeploymentStatus
 from dls.provisioning.wpi.items import Item
 from dls.provisioning.wpi.messages import FileDeployment, SoftwareDeployment
-from dls.provisioning.wpi.store import engine_job, merge_inventory, snapshot_inventory
+from dls.provisioning.wpi.store import (
+    engine_job,
+    merge_inventory,
+    record_deployment_status,
+    snapshot_inventory,
+)
 
 HASH = KeyedHash(b"k" * 32)
 MAC = "001ae8123456"
@@ -67,3 +75,43 @@ def test_job_rows_become_engine_jobs_or_none() -> None:
     assert engine_job(DeviceJob(id=3, kind=JobKind.RESTART, payload={})) is not None
     broken = DeviceJob(id=4, kind=JobKind.FILE_DEPLOYMENT, payload={"files": [{"type": "?"}]})
     assert engine_job(broken) is None
+
+
+def _status(name: str, file_type: str | None, ok: bool = False) -> RecordDeploymentStatus:
+    status = DeploymentStatus.OK if ok else DeploymentStatus.FAILED
+    return RecordDeploymentStatus(1, name, file_type, status, None, None)
+
+
+def test_a_status_report_finds_its_job_by_file_name_and_type() -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    logo = DeviceJob(
+        id=1,
+        kind=JobKind.FILE_DEPLOYMENT,
+        state=JobState.ACCEPTED,
+        payload={"files": [{"url": "https://x/files/os40(v3).img", "file_type": "LOGO"}]},
+    )
+    image = DeviceJob(
+        id=2,
+        kind=JobKind.SOFTWARE_DEPLOYMENT,
+        state=JobState.ACCEPTED,
+        payload={"url": "https://x/fw/token/os40(v3).img", "version": "3.5.16.0"},
+    )
+    encoded = DeviceJob(
+        id=3,
+        kind=JobKind.SOFTWARE_DEPLOYMENT,
+        state=JobState.ACCEPTED,
+        payload={"url": "https://x/fw/token/OpenStage%2040.img", "version": "3.5.16.0"},
+    )
+    jobs = [logo, image, encoded]
+    # Same name: an APP result is the image's, any other type the file's.
+    assert record_deployment_status(jobs, _status("os40(v3).img", "LOGO", ok=True), now) is logo
+    assert logo.state is JobState.ACCEPTED
+    assert record_deployment_status(jobs, _status("os40(v3).img", "APP"), now) is image
+    assert image.state is JobState.FAILED
+    assert image.detail == "file os40(v3).img failed on the phone"
+    assert image.result == {
+        "os40(v3).img": {"status": "failed", "type": "APP", "date": None, "time": None}
+    }
+    # Without a type the newest job naming the file; names are matched decoded too.
+    assert record_deployment_status(jobs, _status("OpenStage 40.img", None), now) is encoded
+    assert record_deployment_status(jobs, _status("other.img", "APP"), now) is None
