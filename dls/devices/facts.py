@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, exists, or_, select
 
 from dls.db.reads import PointReads
 from dls.devices.effective import config_revision, join_documents
 from dls.devices.models import Device, DeviceStatus
+from dls.firmware.engine import DeviceState
+from dls.firmware.models import FirmwareTarget, RolloutDevice
 from dls.tenancy.models import Tenant
 
 __all__ = ["DeviceFacts", "device_facts"]
@@ -35,6 +37,9 @@ class DeviceFacts:
     digest_password: str | None  # ciphertext
     legacy_mac_only: bool  # the tenant's
     pinned_version: str | None  # firmware.version in the device's own settings
+    # Whether any firmware target names its vendor or a rollout has reached it: without
+    # either (and without a pin) there is nothing to offer, and no need to ask.
+    firmware_managed: bool
     revision: str  # as DeviceContext.revision
 
 
@@ -53,6 +58,12 @@ def _statement():  # type: ignore[no-untyped-def]
         Device.digest_password,
         Tenant.legacy_mac_only,
         docs[-1].data[("firmware", "version")].as_string(),
+        or_(
+            exists().where(FirmwareTarget.vendor == Device.vendor),
+            exists().where(
+                RolloutDevice.device_id == Device.id, RolloutDevice.state != DeviceState.PENDING
+            ),
+        ),
         Device.revision,
         *(doc.revision for doc in docs),
         maintain_column_froms=True,
@@ -66,5 +77,9 @@ async def device_facts(reads: PointReads, mac: str) -> DeviceFacts | None:
     row = await reads.one_or_none(_BY_MAC, {"mac": mac})
     if row is None:
         return None
-    *fields, device_revision = row[:12]
-    return DeviceFacts(*fields, revision=config_revision(row[12:], device_revision))
+    *fields, managed, device_revision = row[:13]
+    return DeviceFacts(
+        *fields,
+        firmware_managed=bool(managed),
+        revision=config_revision(row[13:], device_revision),
+    )

@@ -11,6 +11,7 @@ from dls.db.engine import is_sqlite, session_factory
 from dls.db.reads import PointReads
 from dls.devices.facts import device_facts
 from dls.devices.models import Device, DeviceStatus, Scope, SettingsDocument
+from dls.firmware.models import FirmwareTarget, TargetScope
 from dls.tenancy.models import Tenant, TenantKind
 
 pytestmark = pytest.mark.db
@@ -53,6 +54,7 @@ async def test_facts_follow_every_commit(engine: AsyncEngine) -> None:
         )
         assert facts.revision == "0.0.0.0.7-3"
         assert facts.legacy_mac_only is False
+        assert facts.firmware_managed is False  # no target for yealink, no rollout
         assert await device_facts(reads, "001565000000") is None
 
         async with session_factory(engine)() as session, session.begin():
@@ -60,13 +62,25 @@ async def test_facts_follow_every_commit(engine: AsyncEngine) -> None:
                 update(Device).where(Device.id == device_id).values(revision=4, status="retired")
             )
             await session.execute(update(Tenant).values(legacy_mac_only=True))
+            session.add(
+                FirmwareTarget(
+                    scope=TargetScope.SYSTEM,
+                    scope_key="system",
+                    vendor="yealink",
+                    model="T54W",  # another model: the poll still asks for the offer
+                    model_key="t54w",
+                    version="96.86.0.10",
+                    version_key="96.86.0.10",
+                )
+            )
         changed = await device_facts(reads, MAC)
         assert changed is not None
-        assert (changed.revision, changed.status, changed.legacy_mac_only) == (
-            "0.0.0.0.7-4",
-            DeviceStatus.RETIRED,
-            True,
-        )
+        assert (
+            changed.revision,
+            changed.status,
+            changed.legacy_mac_only,
+            changed.firmware_managed,
+        ) == ("0.0.0.0.7-4", DeviceStatus.RETIRED, True, True)
     finally:
         await reads.dispose()
 

@@ -231,6 +231,8 @@ class FileProvisioner:
             return None
         if not self._carries_firmware_url(profile, model, detection.file):
             return None
+        if not facts.firmware_managed and facts.pinned_version is None:
+            return None
         return await self._firmware.offer(self._reads, facts, facts.pinned_version)
 
     def _carries_firmware_url(
