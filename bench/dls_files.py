@@ -62,7 +62,7 @@ import pyspy
 import report
 import servers
 from dls_seed import Phone, SeededFleet, seed, set_legacy_mac_only
-from dls_server import DlsInstance, init, new_instance, start_dls
+from dls_server import DlsInstance, init, new_instance, sibling, start_dls
 from loadgen import LoadGenerator, Request, Scenario, build_full_handshake_shim
 from targets import PreflightError, PreflightInfo, Target, preflight
 from tlscert import CertificateFiles
@@ -276,6 +276,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="extra environment for dls serve, e.g. DLS_ACCESS_LOG=false",
     )
     parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE[;KEY=VALUE]",
+        help="another dls on the same database with this environment, measured as "
+        "'dls+NAME' (e.g. 'nolog:DLS_ACCESS_LOG=false')",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="after the matrix, one extra run per scenario of 'dls' under py-spy (not counted)",
@@ -328,9 +336,30 @@ def bench(args: argparse.Namespace, wrk: str, run_dir: Path, stack: contextlib.E
         flush=True,
     )
     run = Run(args, instance, fleet, bodies, timings=timings)
-    run.targets = build_targets(args, run, run_dir, files_dir, dls.pid, stack)
+    variants = start_variants(args, instance, extra_env, stack)
+    run.targets = build_targets(args, run, run_dir, files_dir, dls.pid, stack, variants)
     generator = load_generator(args, wrk, run_dir)
     return measure(run, generator)
+
+
+def start_variants(
+    args: argparse.Namespace,
+    instance: DlsInstance,
+    extra_env: dict[str, str],
+    stack: contextlib.ExitStack,
+) -> list[tuple[str, DlsInstance, int]]:
+    """Servers for --variant: the same dls and database, with the variant's environment."""
+    started = []
+    for spec in args.variant:
+        name, _, assignments = spec.partition(":")
+        env = dict(extra_env)
+        env.update(item.split("=", 1) for item in assignments.split(";") if item)
+        other = sibling(instance)
+        server = start_dls(other, args.workers, env, name=f"dls+{name}")
+        stack.callback(server.stop)
+        print(f"bench: dls+{name} ({assignments}) up, pid {server.pid}", flush=True)
+        started.append((f"dls+{name}", other, server.pid))
+    return started
 
 
 def create_pg_database(args: argparse.Namespace) -> str:
@@ -402,6 +431,7 @@ def build_targets(
     files_dir: Path,
     dls_pid: int,
     stack: contextlib.ExitStack,
+    variants: list[tuple[str, DlsInstance, int]],
 ) -> list[BenchTarget]:
     phones = run.fleet.phones
     dls_expected = {p.path: run.bodies[p.file_name] for p in phones}
@@ -424,6 +454,9 @@ def build_targets(
         targets.append(dls_target("dls-legacy", phones, False, True, fleet_cursor))
     if args.hot:
         targets.append(dls_target("dls-hot", phones[: args.hot], True, False, Cursor()))
+    for name, other, pid in variants:
+        target = Target(name, other.base_url, lists / f"{name}.txt", ca, pid, dls_expected)
+        targets.append(BenchTarget(target, phones, lambda p: p.path, True, False, Cursor()))
     # The baselines serve dls's own certificate chain and key, so handshakes carry the
     # same certificates; the files are the bytes dls served.
     certificate = CertificateFiles(

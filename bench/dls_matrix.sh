@@ -5,6 +5,7 @@
 # dls is measured from a snapshot of one commit (git archive of $DLS_REV, default HEAD)
 # put first on PYTHONPATH, so edits in the working tree during the ~2 hours cannot change
 # the code between runs. DLS_REV=worktree measures the working tree as it is.
+# Arguments name the runs to do (e.g. "sqlite-1k-w1 pg-1k-w1"); none means all eight.
 # Results: bench/results/dls-*.json and a log per run; tables: bench/dls_summary.py.
 set -eu
 cd "$(dirname "$0")/.."
@@ -23,8 +24,10 @@ else
     LABEL="working tree"
 fi
 echo "measuring dls from ${PYTHONPATH:-the working tree} ($LABEL)"
+ONLY="$*"
 run() {
     name=$1; shift
+    case " ${ONLY:-$name} " in *" $name "*) ;; *) return 0 ;; esac
     echo "=== $name: $*"
     $PY bench/dls_files.py --repeat 3 --duration 10 --label "$LABEL" "$@" 2>&1 \
         | tee "bench/results/$name.log"

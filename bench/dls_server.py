@@ -9,6 +9,7 @@ workers) and nothing else.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import os
 import ssl
@@ -75,6 +76,13 @@ def new_instance(root: Path, database_url: str) -> DlsInstance:
     return DlsInstance(root, database_url, free_port(), free_port(), free_port())
 
 
+def sibling(instance: DlsInstance) -> DlsInstance:
+    """Another server on the same files and database, on ports of its own."""
+    return dataclasses.replace(
+        instance, device_port=free_port(), admin_port=free_port(), secure_port=free_port()
+    )
+
+
 def dls_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "dls", *args]
 
@@ -94,11 +102,14 @@ def init(instance: DlsInstance) -> None:
 
 
 def start_dls(
-    instance: DlsInstance, workers: int, extra_env: dict[str, str] | None = None
+    instance: DlsInstance,
+    workers: int,
+    extra_env: dict[str, str] | None = None,
+    name: str = "dls",
 ) -> ServerProcess:
     """``dls serve --workers N --no-mdns``; returns once the device listener answers."""
     command = dls_command("serve", f"--workers={workers}", "--no-mdns")
-    log = instance.root / f"serve-{time.strftime('%H%M%S')}.log"
+    log = instance.root / f"serve-{name}-{time.strftime('%H%M%S')}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
             command,
@@ -108,7 +119,7 @@ def start_dls(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = ServerProcess("dls", process, log)
+    server = ServerProcess(name, process, log)
     deadline = time.monotonic() + START_TIMEOUT_S
     while not _healthy(instance):
         if server.process.poll() is not None:
