@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     log_format: LogFormat = Field(default=LogFormat.TEXT, description="text or json.")
     log_level: str = Field(default="INFO", description="Python logging level name.")
     access_log: bool = Field(default=True, description="One structured line per request.")
+    render_cache_entries: int = Field(
+        default=100_000,
+        ge=0,
+        le=10_000_000,
+        description="Rendered device files kept per worker (about 2.5 KB each).",
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description="Base64 AES-256 key for secrets at rest; else certs_dir/secret.key.",

@@ -56,7 +56,6 @@ __all__ = ["PROVISIONING_PREFIX", "FileProvisioner", "RenderCache"]
 log = logging.getLogger(__name__)
 
 PROVISIONING_PREFIX = "/prov/"
-RENDER_CACHE_ENTRIES = 50_000  # ~2 KB each: about 100 MB at most
 HA1_CACHE_ENTRIES = 100_000  # per worker: one per device that authenticates with Digest
 UPLOAD_LIMIT = 1024 * 1024  # bytes per uploaded file (Poly logs, overrides)
 NOT_FOUND_BODY = b"not found\n"
@@ -82,7 +81,7 @@ class Rendered:
 class RenderCache:
     """Rendered files by (device, file, revision): LRU, bounded."""
 
-    def __init__(self, max_entries: int = RENDER_CACHE_ENTRIES) -> None:
+    def __init__(self, max_entries: int) -> None:
         self._entries: OrderedDict[tuple[object, ...], Rendered] = OrderedDict()
         self._max = max_entries
 
@@ -95,7 +94,7 @@ class RenderCache:
     def put(self, key: tuple[object, ...], body: bytes, revision: str = "") -> Rendered:
         rendered = Rendered(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"', revision)
         self._entries[key] = rendered
-        if len(self._entries) > self._max:
+        while len(self._entries) > self._max:
             self._entries.popitem(last=False)
         return rendered
 
@@ -106,7 +105,7 @@ class FileProvisioner:
         self._ledger = ledger
         self._profiles: ProfileSet = services.catalog.files
         self._detector = Detector(self._profiles)
-        self._cache = RenderCache()
+        self._cache = RenderCache(services.settings.render_cache_entries)
         self._box: SecretBox = services.box
         self._digest = DigestVerifier(services.box.derive("digest-nonce"))
         self._device_ha1 = functools.lru_cache(maxsize=HA1_CACHE_ENTRIES)(self._ha1)
