@@ -11,17 +11,19 @@ documents themselves, and the ORM objects, are loaded only when a file must be r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dls.db.reads import PointReads
 from dls.devices.effective import config_revision, join_documents
 from dls.devices.models import Device, DeviceStatus
 from dls.firmware.engine import DeviceState
 from dls.firmware.models import FirmwareTarget, RolloutDevice
-from dls.tenancy.models import Tenant
+from dls.tenancy.models import Tenant, WpiSecureMode
 
-__all__ = ["DeviceFacts", "device_facts"]
+__all__ = ["DeviceFacts", "device_facts", "device_facts_in"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,7 @@ class DeviceFacts:
     user_id: int | None
     digest_password: str | None  # ciphertext
     legacy_mac_only: bool  # the tenant's
+    wpi_secure_mode: WpiSecureMode  # the tenant's
     pinned_version: str | None  # firmware.version in the device's own settings
     # Whether any firmware target names its vendor or a rollout has reached it: without
     # either (and without a pin) there is nothing to offer, and no need to ask.
@@ -57,6 +60,7 @@ def _statement():  # type: ignore[no-untyped-def]
         Device.user_id,
         Device.digest_password,
         Tenant.legacy_mac_only,
+        Tenant.wpi_secure_mode,
         docs[-1].data[("firmware", "version")].as_string(),
         or_(
             exists().where(FirmwareTarget.vendor == Device.vendor),
@@ -74,12 +78,22 @@ _BY_MAC = _statement()
 
 
 async def device_facts(reads: PointReads, mac: str) -> DeviceFacts | None:
-    row = await reads.one_or_none(_BY_MAC, {"mac": mac})
+    """The facts, read on the device path's own connection (a poll: no transaction)."""
+    return _facts(await reads.one_or_none(_BY_MAC, {"mac": mac}))
+
+
+async def device_facts_in(session: AsyncSession, mac: str) -> DeviceFacts | None:
+    """The facts, read in ``session``'s transaction (WPI, which writes in the same one):
+    a Core row, not the seven ORM objects ``load_context`` builds."""
+    return _facts((await session.execute(_BY_MAC, {"mac": mac})).one_or_none())
+
+
+def _facts(row: Any) -> DeviceFacts | None:
     if row is None:
         return None
-    *fields, managed, device_revision = row[:13]
+    *fields, managed, device_revision = row[:14]
     return DeviceFacts(
         *fields,
         firmware_managed=bool(managed),
-        revision=config_revision(row[13:], device_revision),
+        revision=config_revision(row[14:], device_revision),
     )

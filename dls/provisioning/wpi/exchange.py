@@ -18,9 +18,13 @@ What is written per message (one transaction):
   the phone's ``wpi_devices`` row, which keeps its contact-me address for later);
 - rarely: an audit entry (local changes, self-setup), a PIN row, a new device row.
 
+What is read: the phone's row, the device's facts (``dls.devices.facts``: status,
+tenant policy, configuration revision; one Core query, no ORM objects), its pending jobs,
+and on a message opening an interaction the firmware offer. The settings documents are
+loaded and resolved only when the desired items for the device's revision are not cached.
+
 The device's last-seen facts, firmware version and status go through the provisioning
-ledger's buffer, written in batches off the request path. A message opening an
-interaction reads one thing more: the device's firmware offer.
+ledger's buffer, written in batches off the request path.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dls.db.types import utcnow
 from dls.devices.effective import DeviceContext, load_context, resolve_settings
+from dls.devices.facts import DeviceFacts, device_facts_in
 from dls.devices.inheritance import ResolutionError
 from dls.devices.models import Device, DeviceStatus
 from dls.devices.unify import DeviceJob, JobKind, JobState, WpiDevice
@@ -154,14 +159,14 @@ async def exchange(
             return _clean_up(message.nonce, clear_cookie=True)
         if phone is None:
             phone = await session.get(WpiDevice, mac)
-        context = await load_context(session, mac=mac)
+        facts = await device_facts_in(session, mac)
 
         # 2. Trust: the secure listener serves only the MAC its certificate names; a phone
         # bootstrapped to secure mode is served nowhere else.
         if runtime.secure and certificate_mac(client_certificate(request)) != mac:
             runtime.quiet.warning("client certificate names another phone", mac=mac)
             return _clean_up(message.nonce, clear_cookie=bool(token))
-        device = _served(context)
+        device = _served(facts)
         if not runtime.secure and device is not None and phone and phone.secure_since:
             runtime.quiet.warning("phone in secure mode contacted the default port", mac=mac)
             return _clean_up(message.nonce, clear_cookie=bool(token))
@@ -177,21 +182,19 @@ async def exchange(
             if phone is None:
                 phone = new_phone(mac, now)
                 session.add(phone)
-            context, device = await _self_setup(
-                runtime, request, session, now, message, mac, phone, pin
+            facts, device = await _self_setup(
+                runtime, request, session, now, message, mac, phone, pin, facts
             )
 
         # 4. Decide; an interaction's first message may queue the firmware offer first.
         opening = message if opens_interaction(state, message) else None
-        snapshot, jobs = await _snapshot(
-            runtime, session, now, mac, phone, context, device, opening
-        )
+        snapshot, jobs = await _snapshot(runtime, session, now, mac, phone, device, opening)
         decision = decide(state, message, snapshot)
 
         # 5. Record.
         if device is None:
             # A MAC registered as another vendor's device, or retired, is not unclaimed.
-            if context is None:
+            if facts is None:
                 await _record_unknown(runtime, request, session, decision, mac, phone, now)
             reply, new_token = decision.reply, None
         else:
@@ -201,8 +204,7 @@ async def exchange(
             await _apply(runtime, request, session, decision, device, phone, jobs, now)
             _bootstrap_refused(runtime, state, message, phone)
             new_token = _keep_session(runtime, decision, phone, hashed, now)
-            assert context is not None  # a served device has one
-            _provisioned(runtime, request, decision, context, phone, snapshot, now)
+            _provisioned(runtime, request, decision, device, phone, snapshot, now)
             _seen(request, phone, now)
             phone.bound = True
             phone.contact_failures = 0  # it talks to us: contact-me backoff starts over
@@ -222,14 +224,11 @@ async def exchange(
     return Answer(body, new_token=new_token, clear_cookie=ended and bool(token), ended=ended)
 
 
-def _served(context: DeviceContext | None) -> Device | None:
+def _served(facts: DeviceFacts | None) -> DeviceFacts | None:
     """The registered Unify device behind the MAC, if it is one we serve."""
-    if context is None:
+    if facts is None or facts.vendor != VENDOR or facts.status in _UNSERVED:
         return None
-    device = context.device
-    if device.vendor != VENDOR or device.status in _UNSERVED:
-        return None
-    return device
+    return facts
 
 
 async def _self_setup(
@@ -241,11 +240,11 @@ async def _self_setup(
     mac: str,
     phone: WpiDevice,
     pin: str,
-) -> tuple[DeviceContext | None, Device | None]:
-    context = await load_context(session, mac=mac)
+    facts: DeviceFacts | None,
+) -> tuple[DeviceFacts | None, DeviceFacts | None]:
     if not runtime.pin_checks.allow():
         runtime.quiet.warning("deployment PIN checks rate-limited", mac=mac)
-        return context, _served(context)
+        return facts, _served(facts)
     reported = message.value(DEVICE_TYPE)
     validated = runtime.services.catalog.lookup(VENDOR, reported) if reported else None
     outcome = await bind_with_pin(
@@ -253,7 +252,7 @@ async def _self_setup(
         pin=pin,
         mac=mac,
         phone=phone,
-        existing=context.device if context else None,
+        existing=await session.get(Device, facts.id) if facts else None,
         model=validated[1] if validated else reported,  # the catalog's spelling if known
         firmware=message.value(SOFTWARE_VERSION),
         hasher=runtime.hasher,
@@ -263,9 +262,10 @@ async def _self_setup(
     )
     if not outcome.bound:
         runtime.quiet.warning("self-setup refused: " + outcome.reason, mac=mac)
-        return context, _served(context)
-    context = await load_context(session, mac=mac)
-    return context, _served(context)
+        return facts, _served(facts)
+    await session.flush()
+    facts = await device_facts_in(session, mac)
+    return facts, _served(facts)
 
 
 async def _snapshot(
@@ -274,24 +274,27 @@ async def _snapshot(
     now: dt.datetime,
     mac: str,
     phone: WpiDevice | None,
-    context: DeviceContext | None,
-    device: Device | None,
+    device: DeviceFacts | None,
     opening: WorkpointMessage | None,
 ) -> tuple[DeviceSnapshot, list[DeviceJob]]:
-    """What the engine sees; ``opening`` is the message if it opens an interaction."""
-    if context is None or device is None:
+    """What the engine sees; ``opening`` is the message if it opens an interaction.
+
+    The desired items are cached by configuration revision: only on a miss are the
+    settings documents loaded (ORM) and resolved."""
+    if device is None:
         return DeviceSnapshot(DeviceStanding.UNKNOWN), []
-    mode = context.tenant.wpi_secure_mode
+    mode = device.wpi_secure_mode
     include_secrets = mode is not WpiSecureMode.REQUIRED or runtime.secure
     bootstrap = not runtime.secure and (
         mode is WpiSecureMode.REQUIRED
         or (mode is WpiSecureMode.BOOTSTRAP and not (phone is not None and phone.secure_refused))
     )
-    revision = f"{context.revision}.{runtime.profile.digest}.{int(include_secrets)}{int(bootstrap)}"
+    revision = f"{device.revision}.{runtime.profile.digest}.{int(include_secrets)}{int(bootstrap)}"
     desired = runtime.desired.get(mac, revision)
     if desired is None:
-        desired = _desired(runtime, context, include_secrets)
-        if desired is not None:
+        context = await load_context(session, device_id=device.id)
+        desired = _desired(runtime, context, include_secrets) if context else None
+        if desired is not None and context is not None and context.revision == device.revision:
             runtime.desired.put(mac, revision, desired)
     desired = desired or ()
     if bootstrap:
@@ -300,7 +303,7 @@ async def _snapshot(
     if opening is not None:
         inventory = phone.inventory if phone else None
         rows = await queue_firmware(
-            runtime.services.firmware, session, context, opening, inventory, rows, now
+            runtime.services.firmware, session, device, opening, inventory, rows, now
         )
     jobs = []
     for row in rows:
@@ -366,7 +369,7 @@ async def _apply(
     request: web.Request,
     session: AsyncSession,
     decision: Decision,
-    device: Device,
+    device: DeviceFacts,
     phone: WpiDevice,
     jobs: list[DeviceJob],
     now: dt.datetime,
@@ -406,7 +409,7 @@ async def _apply(
 async def _deployment_status(
     runtime: WpiRuntime,
     session: AsyncSession,
-    device: Device,
+    device: DeviceFacts,
     phone: WpiDevice,
     status: RecordDeploymentStatus,
     now: dt.datetime,
@@ -473,7 +476,7 @@ def _provisioned(
     runtime: WpiRuntime,
     request: web.Request,
     decision: Decision,
-    context: DeviceContext,
+    device: DeviceFacts,
     phone: WpiDevice,
     snapshot: DeviceSnapshot,
     now: dt.datetime,
@@ -493,10 +496,10 @@ def _provisioned(
     stored = {(name, index): value for name, index, value in phone.inventory or ()}
     runtime.services.ledger.fetched(
         Fetch(
-            device_id=context.device.id,
+            device_id=device.id,
             file=LEDGER_FILE,
             content_hash=hashlib.sha256(snapshot.config_revision.encode()).hexdigest(),
-            revision=context.revision[:64],
+            revision=device.revision[:64],
             at=now,
             address=request.remote,
             user_agent=request.headers.get("User-Agent"),

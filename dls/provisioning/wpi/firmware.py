@@ -41,10 +41,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dls.devices.effective import DeviceContext
-from dls.devices.models import Device
+from dls.devices.facts import DeviceFacts
 from dls.devices.unify import ACTIVE_JOB_STATES, DeviceJob, JobKind, JobState
-from dls.firmware.delivery import device_pin
 from dls.firmware.engine import DeviceState
 from dls.firmware.runtime import FirmwareRuntime, Offer
 from dls.firmware.versions import same_version
@@ -129,7 +127,7 @@ def job_lifetime(firmware: FirmwareRuntime) -> dt.timedelta:
 async def queue_firmware(
     firmware: FirmwareRuntime,
     session: AsyncSession,
-    context: DeviceContext,
+    device: DeviceFacts,
     message: WorkpointMessage,
     inventory: Any,
     queue: Sequence[DeviceJob],
@@ -140,12 +138,12 @@ async def queue_firmware(
     ``queue`` is what ``pending_jobs`` loaded; the result leaves out a job of ours the
     offer no longer wants (withdrawn: state expired) and ends with the new job, flushed.
     """
-    offer = await firmware.offer(session, context.device, device_pin(context.documents[-1]), now)
+    offer = await firmware.offer(session, device, device.pinned_version, now)
     running = running_version(message, inventory)
     _withdraw_unwanted(queue, offer, running, now)
     active = [row for row in queue if row.state in ACTIVE_JOB_STATES]
-    if offer is not None and await _wants_job(session, context.device, offer, running, active):
-        job = _new_job(firmware, context.device, offer, now)
+    if offer is not None and await _wants_job(session, device, offer, running, active):
+        job = _new_job(firmware, device, offer, now)
         if job is not None:
             session.add(job)
             await session.flush()
@@ -159,7 +157,7 @@ async def queue_firmware(
 
 async def _wants_job(
     session: AsyncSession,
-    device: Device,
+    device: DeviceFacts,
     offer: Offer,
     running: str | None,
     active: Sequence[DeviceJob],
@@ -175,7 +173,7 @@ async def _wants_job(
 
 
 def _new_job(
-    firmware: FirmwareRuntime, device: Device, offer: Offer, now: dt.datetime
+    firmware: FirmwareRuntime, device: DeviceFacts, offer: Offer, now: dt.datetime
 ) -> DeviceJob | None:
     version = wpi_version(offer.version)
     if version is None:

@@ -26,6 +26,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dls import audit
+from dls.devices.facts import DeviceFacts
 from dls.devices.models import Device, UnclaimedDevice
 from dls.devices.unify import (
     ACTIVE_JOB_STATES,
@@ -344,7 +345,10 @@ async def record_unclaimed(
 
 
 def record_local_changes(
-    session: AsyncSession, device: Device, change: RecordLocalChanges, request_id: str
+    session: AsyncSession,
+    device: Device | DeviceFacts,
+    change: RecordLocalChanges,
+    request_id: str,
 ) -> None:
     """Log and audit settings changed on the phone; only item names, never values."""
     accepted = sorted({item.name for item in change.accepted})
