@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dls.db.types import utcnow
 from dls.devices.models import Device, DeviceStatus
-from dls.devices.unify import ACTIVE_JOB_STATES, DeviceJob, JobState, WpiDevice
+from dls.devices.unify import ACTIVE_JOB_STATES, DeviceJob, JobKind, JobState, WpiDevice
 from dls.provisioning.wpi.contact import ContactRefused, ContactSender, contact_target
 from dls.provisioning.wpi.runtime import SESSION_IDLE_TIMEOUT, WpiRuntime
 from dls.provisioning.wpi.store import MAX_JOB_ATTEMPTS, write_transaction
@@ -234,7 +234,7 @@ class Background:
                 .values(state=JobState.EXPIRED, updated_at=now, detail="not delivered in time")
                 .execution_options(synchronize_session=False)
             )
-            await session.execute(
+            unanswered = await session.execute(
                 update(DeviceJob)
                 .where(
                     DeviceJob.state == JobState.SENT,
@@ -246,8 +246,17 @@ class Background:
                     updated_at=now,
                     detail=f"no answer after {MAX_JOB_ATTEMPTS} attempts",
                 )
+                .returning(DeviceJob.id, DeviceJob.device_id, DeviceJob.kind, DeviceJob.payload)
                 .execution_options(synchronize_session=False)
             )
+            # An install nobody answered for is a failed install for the device's rollout.
+            for job_id, device_id, kind, payload in unanswered.all():
+                version = (payload or {}).get("version")
+                if kind is JobKind.SOFTWARE_DEPLOYMENT and version:
+                    detail = f"SoftwareDeployment {version} (job {job_id}): never answered"
+                    await self.runtime.services.firmware.report_failure(
+                        session, device_id, detail[:200], now
+                    )
 
 
 BACKGROUND = web.AppKey("wpi_background", Background)

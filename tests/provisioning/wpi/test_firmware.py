@@ -376,3 +376,30 @@ async def test_a_software_job_that_ends_failed_fails_the_rollout_device(
 )
 def test_versions_are_sent_dotted(version: str, sent: str | None) -> None:
     assert wpi_version(version) == sent
+
+
+async def test_a_software_job_housekeeping_gives_up_on_fails_the_rollout_device(
+    device_client: TestClient[Any, Any], fleet: Fleet, services: Services
+) -> None:
+    from dls.provisioning.wpi.dispatch import BACKGROUND, STALE_SENT
+
+    await Images(services).image("unify", TARGET, (MODEL,))
+    tenant = await fleet.tenant()
+    device = await fleet.device(tenant, MAC)
+    rollout_id = await rollout(services, tenant)
+    job_id = await fleet.job(
+        device, JobKind.SOFTWARE_DEPLOYMENT, {"url": "https://x/os40.img", "version": TARGET}
+    )
+    # Sent as often as allowed, long ago, and never answered: the phone went away.
+    async with services.sessions() as session, session.begin():
+        row = await session.get(DeviceJob, job_id)
+        assert row is not None
+        row.attempts, row.state = MAX_JOB_ATTEMPTS, JobState.SENT
+        row.updated_at = utcnow() - STALE_SENT - dt.timedelta(seconds=1)
+
+    await device_client.server.app[BACKGROUND].maintain()
+
+    assert (await fleet.job_state(job_id)).state is JobState.FAILED
+    failed = await member(services, rollout_id, device)
+    assert failed.state is DeviceState.FAILED
+    assert failed.detail is not None and f"(job {job_id}): never answered" in failed.detail
