@@ -1,0 +1,75 @@
+"""Who may vouch for a phone's client certificate: our device CA, never the system's CAs."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from pathlib import Path
+
+import pytest
+
+from dls.config import load_settings
+from dls.pki import Pki, ensure_pki, issue_device_certificate
+from dls.tls import device_context, secure_context
+
+MAC = "001a2b3c4d5e"
+
+
+def _client(server: Pki, issuer: Pki, tmp_path: Path) -> ssl.SSLContext:
+    issued = issue_device_certificate(issuer, MAC)
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    cert.write_bytes(issued.certificate_pem)
+    key.write_bytes(issued.key_pem)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cafile=server.ca_cert)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def _handshake(client: ssl.SSLContext, server: ssl.SSLContext) -> bytes | None:
+    """Both sides in memory; the client certificate the server accepted, if any."""
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    client_side = client.wrap_bio(c_in, c_out, server_hostname="localhost")
+    server_side = server.wrap_bio(s_in, s_out, server_side=True)
+    for _ in range(10):
+        for side in (client_side, server_side):
+            with contextlib.suppress(ssl.SSLWantReadError):
+                side.do_handshake()
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+    # TLS 1.3: the server checks the client's certificate after the client finished.
+    server_side.do_handshake()
+    return server_side.getpeercert(binary_form=True)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return ensure_pki(load_settings(None, certs_dir=tmp_path / "certs"))
+
+
+@pytest.fixture
+def public_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pki:
+    """A CA the system trusts (as if it were one of the public ones)."""
+    other = ensure_pki(load_settings(None, certs_dir=tmp_path / "public"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(other.device_ca_cert))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "no-such-dir"))
+    return other
+
+
+def test_a_certificate_from_a_ca_the_system_trusts_does_not_open_the_secure_listener(
+    pki: Pki, public_ca: Pki, tmp_path: Path
+) -> None:
+    with pytest.raises(ssl.SSLError):
+        _handshake(_client(pki, public_ca, tmp_path), secure_context(pki))
+
+
+def test_the_device_listener_does_not_take_it_for_a_phone_either(
+    pki: Pki, public_ca: Pki, tmp_path: Path
+) -> None:
+    with pytest.raises(ssl.SSLError):
+        _handshake(_client(pki, public_ca, tmp_path), device_context(pki))
+
+
+def test_our_device_ca_vouches_for_its_phones(pki: Pki, tmp_path: Path) -> None:
+    assert _handshake(_client(pki, pki, tmp_path), secure_context(pki))
+    assert _handshake(_client(pki, pki, tmp_path), device_context(pki))
