@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["WRITER", "create_engine", "is_sqlite", "ping", "session_factory"]
+__all__ = ["POOL_SIZE", "WRITER", "create_engine", "is_sqlite", "ping", "session_factory"]
 
 SQLITE_BEGIN = "dls_sqlite_begin"
+POOL_SIZE = 20  # connections per worker process (other databases than SQLite)
 # Execution options for a session that will write: on SQLite its BEGIN takes the write
 # lock up front; other databases ignore the option.
 WRITER = {SQLITE_BEGIN: "IMMEDIATE"}
@@ -35,7 +36,12 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    # A fixed pool: connections beyond a pool_size that are opened under load and closed
+    # on return (max_overflow) made PostgreSQL fork a backend per request. Callers wait
+    # for a free connection instead; each worker holds POOL_SIZE of them.
+    return create_async_engine(
+        url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=0, **kwargs
+    )
 
 
 def _sqlite_begin(connection: Any) -> None:

@@ -22,10 +22,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dls import audit
+from dls.db.engine import WRITER
 from dls.devices.facts import DeviceFacts
 from dls.devices.models import Device, UnclaimedDevice
 from dls.devices.unify import (
@@ -180,20 +181,16 @@ async def write_transaction(
 
     SQLite refuses, at once and without waiting, a transaction that read and then wants to
     write while another connection writes (its busy handler only runs for a transaction
-    that has not read yet). So on SQLite the transaction first takes the write lock, as
-    ``BEGIN IMMEDIATE`` would, with a statement that changes nothing; waiting for it is
-    left to SQLite's busy handler, in the connection's thread. (Queueing this process's
-    writers on an asyncio lock instead halved the throughput measured with bench/wpi.py:
-    the next writer then waits for the event loop before it can even begin.) PostgreSQL
-    needs nothing of the kind: a plain transaction.
+    that has not read yet). So on SQLite the transaction begins with ``BEGIN IMMEDIATE``
+    (``dls.db.engine.WRITER``), which takes the write lock before the first read; waiting
+    for it is left to SQLite's busy handler, in the connection's thread. (Queueing this
+    process's writers on an asyncio lock instead halved the throughput measured with
+    bench/wpi.py: the next writer then waits for the event loop before it can even
+    begin.) PostgreSQL needs nothing of the kind: a plain transaction.
     """
     async with sessions() as session, session.begin():
-        if session.get_bind().dialect.name == "sqlite":
-            await session.execute(_TAKE_WRITE_LOCK)
+        await session.connection(execution_options=WRITER)
         yield session
-
-
-_TAKE_WRITE_LOCK = text("DELETE FROM wpi_devices WHERE 0 = 1")
 
 
 # --- jobs -----------------------------------------------------------------------------
