@@ -26,7 +26,7 @@ One run, end to end:
 
 Targets: ``dls`` (Digest), ``dls-legacy`` (the tenant switched to legacy MAC-only trust
 for that run; ``--no-legacy`` drops it), ``dls-hot`` (``--hot K``: only the first K phones,
-so the per-worker render cache of 50,000 entries holds them all), ``nginx``, ``aiohttp``.
+a working set the render cache holds at any size), ``nginx``, ``aiohttp``.
 With PostgreSQL the CPU of the database's backends serving dls (found by the database name
 in their process titles) is reported separately as ``db CPU ms/req``.
 

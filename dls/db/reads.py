@@ -25,6 +25,7 @@ must render (see ``dls.provisioning.files.handler``).
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import sqlite3
@@ -36,6 +37,8 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolProxiedConnection, StaticPool
+
+from dls.db.engine import POSTGRESQL_CONNECT_ARGS
 
 __all__ = ["PointReads", "Prepared"]
 
@@ -55,6 +58,7 @@ class PointReads:
         self._engine = engine
         self._sync: Engine | None = _sqlite_reader(engine)
         self._async: AsyncEngine | None = None  # made on first use
+        self._gate = asyncio.Semaphore(READ_POOL_SIZE)  # fair since Python 3.11
         self._connection: PoolProxiedConnection | None = None
         self._prepared: dict[int, Prepared] = {}
         self._statements: list[Select[Any]] = []
@@ -70,7 +74,10 @@ class PointReads:
                 self._drop_connection()
         for attempt in (1, 2):
             try:
-                async with self._async_engine().connect() as connection:
+                # First come, first served: the pool's own queue lets a running task take a
+                # returned connection before the waiter it was meant for, and under load
+                # some polls then waited seconds (p99 1.8 s with p50 16 ms, PostgreSQL).
+                async with self._gate, self._async_engine().connect() as connection:
                     return (await connection.execute(statement, dict(parameters))).all()
             except DBAPIError as exc:
                 if attempt == 2 or not exc.connection_invalidated:
@@ -99,7 +106,11 @@ class PointReads:
                 self._engine.execution_options(isolation_level="AUTOCOMMIT")  # fallback only
                 if url.get_backend_name() == "sqlite"
                 else create_async_engine(
-                    url, isolation_level="AUTOCOMMIT", pool_size=READ_POOL_SIZE, max_overflow=0
+                    url,
+                    isolation_level="AUTOCOMMIT",
+                    pool_size=READ_POOL_SIZE,
+                    max_overflow=0,
+                    connect_args=POSTGRESQL_CONNECT_ARGS,
                 )
             )
         return self._async

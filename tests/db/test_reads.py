@@ -4,7 +4,7 @@ the same answers on both ways of reading."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dls.db.engine import is_sqlite, session_factory
@@ -95,3 +95,16 @@ async def test_the_fallback_path_answers_the_same(engine: AsyncEngine) -> None:
     finally:
         await fast.dispose()
         await plain.dispose()
+
+
+async def test_postgresql_connections_run_without_jit(engine: AsyncEngine) -> None:
+    if is_sqlite(engine):
+        pytest.skip("PostgreSQL only")
+    reads = PointReads(engine)
+    try:
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SHOW jit"))).scalar() == "off"
+        (row,) = await reads.rows(select(text("current_setting('jit')")), {})
+        assert row[0] == "off"
+    finally:
+        await reads.dispose()
