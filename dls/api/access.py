@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from dls import audit
 from dls.api.routing import ApiError, Call
 from dls.tenancy.policy import Access, is_allowed, is_operator, resolve_access
 
-__all__ = ["record", "require", "require_operator"]
+__all__ = ["owned", "record", "require", "require_operator"]
 
 
 async def require(call: Call, tenant_id: str, resource: str, action: str) -> Access:
@@ -25,6 +25,27 @@ async def require(call: Call, tenant_id: str, resource: str, action: str) -> Acc
             raise ApiError.forbidden()
         raise ApiError.not_found("tenant")
     return access
+
+
+class _TenantOwned(Protocol):
+    tenant_id: str
+
+
+Owned = TypeVar("Owned", bound=_TenantOwned)
+
+
+async def owned(
+    call: Call, model: type[Owned], key: str | int | None, tenant_id: str, what: str
+) -> Owned:
+    """The ``model`` row with primary key ``key`` (a path parameter or an id) if it belongs
+    to ``tenant_id``; otherwise 404, the same answer as for a row that does not exist, so
+    ids of other tenants cannot be probed."""
+    if isinstance(key, str):
+        key = int(key) if key.isdigit() else None
+    found = await call.session.get(model, key) if key is not None else None
+    if found is None or found.tenant_id != tenant_id:
+        raise ApiError.not_found(what)
+    return found
 
 
 def require_operator(call: Call) -> None:

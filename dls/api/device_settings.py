@@ -8,14 +8,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlalchemy import select
 
-from dls.api.access import record, require, require_operator
+from dls.api.access import owned, record, require, require_operator
 from dls.api.common import api
-from dls.api.devices import _device_in
 from dls.api.routing import ApiError, Call, RequestModel
 from dls.devices.effective import SYSTEM_KEY, DeviceContext, load_context, resolve_settings
 from dls.devices.inheritance import ResolutionError, SettingsLayer, effective_view
 from dls.devices.layers import encode_layer, masked_layer_json, purpose
-from dls.devices.models import DeviceGroup, Scope, SettingsDocument
+from dls.devices.models import Device, DeviceGroup, Scope, SettingsDocument
 from dls.firmware.delivery import explain
 from dls.provisioning.files.preview import render_previews
 from dls.tenancy.models import User
@@ -183,22 +182,6 @@ async def _put(call: Call, access: Any, scope: Scope, key: str) -> SettingsOut:
     return _out(scope, key, document)
 
 
-async def _group_in(call: Call, tenant_id: str) -> DeviceGroup:
-    group_id = call.params["group_id"]
-    group = await call.session.get(DeviceGroup, int(group_id)) if group_id.isdigit() else None
-    if group is None or group.tenant_id != tenant_id:
-        raise ApiError.not_found("device group")
-    return group
-
-
-async def _user_in(call: Call, tenant_id: str) -> User:
-    user_id = call.params["user_id"]
-    user = await call.session.get(User, int(user_id)) if user_id.isdigit() else None
-    if user is None or user.tenant_id != tenant_id:
-        raise ApiError.not_found("user")
-    return user
-
-
 # --- system -----------------------------------------------------------------------------
 
 
@@ -308,7 +291,9 @@ async def create_group(call: Call) -> DeviceGroup:
 )
 async def get_group_settings(call: Call) -> SettingsOut:
     access = await require(call, call.params["tenant_id"], "settings", "read")
-    group = await _group_in(call, access.tenant.tenant_id)
+    group = await owned(
+        call, DeviceGroup, call.params["group_id"], access.tenant.tenant_id, "device group"
+    )
     return _out(Scope.GROUP, str(group.id), await _document(call, Scope.GROUP, str(group.id)))
 
 
@@ -322,7 +307,9 @@ async def get_group_settings(call: Call) -> SettingsOut:
 )
 async def put_group_settings(call: Call) -> SettingsOut:
     access = await require(call, call.params["tenant_id"], "settings", "write")
-    group = await _group_in(call, access.tenant.tenant_id)
+    group = await owned(
+        call, DeviceGroup, call.params["group_id"], access.tenant.tenant_id, "device group"
+    )
     return await _put(call, access, Scope.GROUP, str(group.id))
 
 
@@ -335,7 +322,7 @@ async def put_group_settings(call: Call) -> SettingsOut:
 )
 async def get_user_settings(call: Call) -> SettingsOut:
     access = await require(call, call.params["tenant_id"], "settings", "read")
-    user = await _user_in(call, access.tenant.tenant_id)
+    user = await owned(call, User, call.params["user_id"], access.tenant.tenant_id, "user")
     return _out(Scope.USER, str(user.id), await _document(call, Scope.USER, str(user.id)))
 
 
@@ -349,7 +336,7 @@ async def get_user_settings(call: Call) -> SettingsOut:
 )
 async def put_user_settings(call: Call) -> SettingsOut:
     access = await require(call, call.params["tenant_id"], "settings", "write")
-    user = await _user_in(call, access.tenant.tenant_id)
+    user = await owned(call, User, call.params["user_id"], access.tenant.tenant_id, "user")
     return await _put(call, access, Scope.USER, str(user.id))
 
 
@@ -362,7 +349,7 @@ async def put_user_settings(call: Call) -> SettingsOut:
 )
 async def get_device_settings(call: Call) -> SettingsOut:
     access = await require(call, call.params["tenant_id"], "settings", "read")
-    device = await _device_in(call, access.tenant.tenant_id)
+    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
     return _out(Scope.DEVICE, str(device.id), await _document(call, Scope.DEVICE, str(device.id)))
 
 
@@ -376,7 +363,7 @@ async def get_device_settings(call: Call) -> SettingsOut:
 )
 async def put_device_settings(call: Call) -> SettingsOut:
     access = await require(call, call.params["tenant_id"], "settings", "write")
-    device = await _device_in(call, access.tenant.tenant_id)
+    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
     return await _put(call, access, Scope.DEVICE, str(device.id))
 
 
@@ -390,7 +377,7 @@ async def put_device_settings(call: Call) -> SettingsOut:
 )
 async def effective_config(call: Call) -> EffectiveOut:
     access = await require(call, call.params["tenant_id"], "settings", "read")
-    device = await _device_in(call, access.tenant.tenant_id)
+    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
     context = await load_context(call.session, device_id=device.id)
     assert context is not None
     try:

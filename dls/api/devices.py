@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import or_, select
 
-from dls.api.access import record, require, require_operator
+from dls.api.access import owned, record, require, require_operator
 from dls.api.common import api
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
 from dls.api.routing import ApiError, Call, RequestModel
@@ -138,14 +138,6 @@ class UnclaimedQuery(PageQuery):
     vendor: str | None = Field(default=None, max_length=32)
 
 
-async def _device_in(call: Call, tenant_id: str) -> Device:
-    device_id = call.params["device_id"]
-    device = await call.session.get(Device, int(device_id)) if device_id.isdigit() else None
-    if device is None or device.tenant_id != tenant_id:
-        raise ApiError.not_found("device")
-    return device
-
-
 @api.route(
     "GET",
     "/tenants/{tenant_id}/devices",
@@ -218,7 +210,9 @@ async def create_device(call: Call) -> DeviceOut:
 )
 async def get_device(call: Call) -> DeviceOut:
     access = await require(call, call.params["tenant_id"], "device", "read")
-    return device_out(await _device_in(call, access.tenant.tenant_id))
+    return device_out(
+        await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
+    )
 
 
 @api.route(
@@ -231,7 +225,7 @@ async def get_device(call: Call) -> DeviceOut:
 )
 async def update_device(call: Call) -> DeviceOut:
     access = await require(call, call.params["tenant_id"], "device", "write")
-    device = await _device_in(call, access.tenant.tenant_id)
+    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
     body: DeviceUpdate = call.body
     changes = await registry.update_assignment(
         call.session,
@@ -255,7 +249,7 @@ async def update_device(call: Call) -> DeviceOut:
 )
 async def send_device(call: Call) -> DeviceOut:
     access = await require(call, call.params["tenant_id"], "device", "write")
-    device = await _device_in(call, access.tenant.tenant_id)
+    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
     body: SendRequest = call.body
     changes = registry.send_to_user(device, call.now, body.shipment_ref)
     record(call, access, "device.send", "device", device.id, changes)
@@ -271,7 +265,7 @@ async def send_device(call: Call) -> DeviceOut:
 )
 async def retire_device(call: Call) -> DeviceOut:
     access = await require(call, call.params["tenant_id"], "device", "write")
-    device = await _device_in(call, access.tenant.tenant_id)
+    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
     changes = registry.retire(device, call.now)
     if changes:
         record(call, access, "device.retire", "device", device.id, changes)
@@ -288,7 +282,7 @@ async def retire_device(call: Call) -> DeviceOut:
 )
 async def set_digest(call: Call) -> DigestOut:
     access = await require(call, call.params["tenant_id"], "device", "write")
-    device = await _device_in(call, access.tenant.tenant_id)
+    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
     body: DigestRequest = call.body
     password = registry.set_digest_password(device, call.services.box, body.password)
     record(
@@ -423,7 +417,7 @@ class OutdatedOut(BaseModel):
 )
 async def device_ledger(call: Call) -> dict[str, object]:
     access = await require(call, call.params["tenant_id"], "device", "read")
-    device = await _device_in(call, access.tenant.tenant_id)
+    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
     query: PageQuery = call.query
     statement = apply_keyset(
         select(ProvisioningRecord).where(ProvisioningRecord.device_id == device.id),

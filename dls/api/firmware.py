@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import or_, select
 
-from dls.api.access import record, require, require_operator
+from dls.api.access import owned, record, require, require_operator
 from dls.api.common import api
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
 from dls.api.routing import ApiError, Call, RequestModel
@@ -312,9 +312,9 @@ async def put_tenant_target(call: Call) -> TargetOut:
     body: TenantTargetPut = call.body
     model = _validated_model(call, body.vendor, body.model)
     if body.group_id is not None:
-        group = await call.session.get(DeviceGroup, body.group_id)
-        if group is None or group.tenant_id != access.tenant.tenant_id:
-            raise ApiError.not_found("device group")
+        group = await owned(
+            call, DeviceGroup, body.group_id, access.tenant.tenant_id, "device group"
+        )
         scope, key = TargetScope.GROUP, str(group.id)
     else:
         scope, key = TargetScope.TENANT, access.tenant.tenant_id

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator, model
 from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
-from dls.api.access import record, require, require_operator
+from dls.api.access import owned, record, require, require_operator
 from dls.api.common import api
 from dls.api.firmware import Model, Vendor, Version
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
@@ -562,9 +562,7 @@ async def create_tenant_rollout(call: Call) -> RolloutOut:
     access = await require(call, call.params["tenant_id"], "firmware_rollout", "write")
     body: TenantRolloutCreate = call.body
     if body.group_id is not None:
-        group = await call.session.get(DeviceGroup, body.group_id)
-        if group is None or group.tenant_id != access.tenant.tenant_id:
-            raise ApiError.not_found("device group")
+        await owned(call, DeviceGroup, body.group_id, access.tenant.tenant_id, "device group")
     request = _request(call, body, tenant_id=access.tenant.tenant_id, group_id=body.group_id)
     rollout = await rollouts.create_rollout(
         call.session, request, created_by=call.user.id, now=call.now

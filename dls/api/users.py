@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import or_, select
 
-from dls.api.access import record, require
+from dls.api.access import owned, record, require
 from dls.api.common import api
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
 from dls.api.routing import ApiError, Call, RequestModel
@@ -92,14 +92,6 @@ def _out(user: User, tenant: Tenant) -> UserOut:
     )
 
 
-async def _user_in(call: Call, tenant_id: str) -> User:
-    user_id = call.params["user_id"]
-    user = await call.session.get(User, int(user_id)) if user_id.isdigit() else None
-    if user is None or user.tenant_id != tenant_id:
-        raise ApiError.not_found("user")
-    return user
-
-
 @api.route(
     "GET",
     "/tenants/{tenant_id}/users",
@@ -163,7 +155,10 @@ async def create_user(call: Call) -> UserOut:
 )
 async def get_user(call: Call) -> UserOut:
     access = await require(call, call.params["tenant_id"], "user", "read")
-    return _out(await _user_in(call, access.tenant.tenant_id), access.tenant)
+    return _out(
+        await owned(call, User, call.params["user_id"], access.tenant.tenant_id, "user"),
+        access.tenant,
+    )
 
 
 @api.route(
@@ -177,7 +172,7 @@ async def get_user(call: Call) -> UserOut:
 async def update_user(call: Call) -> UserOut:
     tenant_id = call.params["tenant_id"]
     access = await require(call, tenant_id, "user", "write")
-    user = await _user_in(call, access.tenant.tenant_id)
+    user = await owned(call, User, call.params["user_id"], access.tenant.tenant_id, "user")
     body: UserUpdate = call.body
     values = body.model_dump(exclude_unset=True)
     if "self_setup_override" in values:
@@ -208,7 +203,7 @@ async def update_user(call: Call) -> UserOut:
 async def set_role(call: Call) -> UserOut:
     tenant_id = call.params["tenant_id"]
     access = await require(call, tenant_id, "user_role", "write")
-    user = await _user_in(call, access.tenant.tenant_id)
+    user = await owned(call, User, call.params["user_id"], access.tenant.tenant_id, "user")
     body: RoleUpdate = call.body
     service.check_role_fits(body.role, access.tenant, user.paid)
     changes = service.update_fields(user, {"role": body.role})

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy import select
 
-from dls.api.access import record, require
+from dls.api.access import owned, record, require
 from dls.api.common import api
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
 from dls.api.routing import ApiError, Call, RequestModel
@@ -154,22 +154,6 @@ class SecureModeOut(BaseModel):
     mode: WpiSecureMode
 
 
-async def _unify_device_in(call: Call, tenant_id: str) -> Device:
-    device_id = call.params["device_id"]
-    device = await call.session.get(Device, int(device_id)) if device_id.isdigit() else None
-    if device is None or device.tenant_id != tenant_id:
-        raise ApiError.not_found("device")
-    return device
-
-
-async def _user_in(call: Call, tenant_id: str) -> User:
-    user_id = call.params["user_id"]
-    user = await call.session.get(User, int(user_id)) if user_id.isdigit() else None
-    if user is None or user.tenant_id != tenant_id:
-        raise ApiError.not_found("user")
-    return user
-
-
 # --- jobs ---------------------------------------------------------------------------
 
 
@@ -188,7 +172,7 @@ async def create_job(call: Call) -> DeviceJob:
     body: JobCreate = call.body
     if body.kind is JobKind.FACTORY_RESET:
         access = await require(call, tenant_id, "device_factory_reset", "write")
-    device = await _unify_device_in(call, access.tenant.tenant_id)
+    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
     if device.vendor != VENDOR:
         raise ApiError.invalid("kind", "jobs are for Unify (WPI) phones")
     if device.status is DeviceStatus.RETIRED:
@@ -227,7 +211,7 @@ async def create_job(call: Call) -> DeviceJob:
 )
 async def list_jobs(call: Call) -> dict[str, object]:
     access = await require(call, call.params["tenant_id"], "device_job", "read")
-    device = await _unify_device_in(call, access.tenant.tenant_id)
+    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
     query: JobListQuery = call.query
     statement = select(DeviceJob).where(DeviceJob.device_id == device.id)
     if query.state is not None:
@@ -248,7 +232,7 @@ async def list_jobs(call: Call) -> dict[str, object]:
 )
 async def get_wpi_state(call: Call) -> WpiStateOut:
     access = await require(call, call.params["tenant_id"], "device", "read")
-    device = await _unify_device_in(call, access.tenant.tenant_id)
+    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
     phone = await call.session.get(WpiDevice, device.mac)
     if phone is None:
         raise ApiError.not_found("WPI state (the phone never contacted us)")
@@ -281,7 +265,7 @@ async def get_wpi_state(call: Call) -> WpiStateOut:
 )
 async def reset_secure_mode(call: Call) -> WpiStateOut:
     access = await require(call, call.params["tenant_id"], "device_trust", "write")
-    device = await _unify_device_in(call, access.tenant.tenant_id)
+    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
     phone = await call.session.get(WpiDevice, device.mac)
     if phone is None:
         raise ApiError.not_found("WPI state (the phone never contacted us)")
@@ -320,7 +304,7 @@ async def get_deployment_pin(call: Call) -> PinOut:
     tenant_id = call.params["tenant_id"]
     own = call.params["user_id"] == str(call.user.id) and call.user.tenant_id == tenant_id
     access = await require(call, tenant_id, "deployment_pin", "read_own" if own else "read")
-    user = await _user_in(call, access.tenant.tenant_id)
+    user = await owned(call, User, call.params["user_id"], access.tenant.tenant_id, "user")
     row = await call.session.scalar(select(DeploymentPin).where(DeploymentPin.user_id == user.id))
     if row is None:
         raise ApiError.not_found("deployment PIN (an admin generates it)")
@@ -341,7 +325,7 @@ async def get_deployment_pin(call: Call) -> PinOut:
 )
 async def regenerate_deployment_pin(call: Call) -> PinOut:
     access = await require(call, call.params["tenant_id"], "deployment_pin", "write")
-    user = await _user_in(call, access.tenant.tenant_id)
+    user = await owned(call, User, call.params["user_id"], access.tenant.tenant_id, "user")
     if user.disabled:
         raise ApiError.invalid("user_id", "the user is disabled")
     body: PinCreate = call.body
