@@ -43,11 +43,16 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-async def database_url(tmp_path: Path) -> AsyncIterator[str]:
+async def database_url(tmp_path: Path) -> str:
     """An empty database for this test; its URL."""
+    return await empty_database(tmp_path)
+
+
+async def empty_database(directory: Path) -> str:
+    """The URL of an empty database: SQLite in ``directory``, or the PostgreSQL test
+    database with its schema dropped and created again."""
     if not TEST_DATABASE_URL:
-        yield f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
-        return
+        return f"sqlite+aiosqlite:///{directory / 'test.sqlite3'}"
     engine = create_engine(TEST_DATABASE_URL)
     try:
         async with engine.begin() as connection:
@@ -55,7 +60,7 @@ async def database_url(tmp_path: Path) -> AsyncIterator[str]:
             await connection.execute(text("CREATE SCHEMA public"))
     finally:
         await engine.dispose()
-    yield TEST_DATABASE_URL
+    return TEST_DATABASE_URL
 
 
 @pytest.fixture

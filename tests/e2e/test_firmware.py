@@ -27,10 +27,8 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
 
 from dls.config import load_settings
-from dls.db.engine import create_engine
 from dls.firmware.serving import etag_of
 from dls.firmware.tokens import TOKEN_KEY_LABEL, DownloadTokens
 from dls.firmware.versions import same_version
@@ -39,7 +37,7 @@ from dls.provisioning.ledger import FLUSH_INTERVAL
 from dls.secretbox import load_secret_box
 from dls.sim.phones import FirmwareFailure, SimulatedPhone
 from dls.sim.unify import UnifyPhone
-from tests.conftest import TEST_DATABASE_URL
+from tests.conftest import empty_database
 from tests.e2e.admin import AdminClient
 from tests.e2e.server import ServerProcess
 
@@ -119,18 +117,6 @@ checksum_source = "https://example.net/test-release"
     return image
 
 
-async def _empty_database(root: Path) -> str:
-    if not TEST_DATABASE_URL:
-        return f"sqlite+aiosqlite:///{root / 'test.sqlite3'}"
-    engine = create_engine(TEST_DATABASE_URL)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
-    finally:
-        await engine.dispose()
-    return TEST_DATABASE_URL
-
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerProcess]:
@@ -140,7 +126,7 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
         "DLS_FIRMWARE_CATALOG_DIR": str(root / "catalog"),
         "DLS_FIRMWARE_ROLLOUT_INTERVAL": str(ROLLOUT_STEP),
     }
-    process = ServerProcess(root, await _empty_database(root), env=env)
+    process = ServerProcess(root, await empty_database(root), env=env)
     await process.start()
     yield process
     await process.stop()

@@ -19,15 +19,13 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
 
 from dls.config import load_settings
-from dls.db.engine import create_engine
 from dls.pki import ensure_pki, issue_device_certificate
 from dls.provisioning.files.profiles import FileRole, FileScope, load_profiles
 from dls.provisioning.ledger import NEW_UNCLAIMED_PER_ADDRESS_PER_MINUTE
 from dls.sim.phones import Connection, SimulatedPhone, load_user_agents
-from tests.conftest import TEST_DATABASE_URL
+from tests.conftest import empty_database
 from tests.e2e.admin import AdminClient, eventually
 from tests.e2e.server import ServerProcess
 
@@ -177,23 +175,11 @@ def expected_line(case: Case, sip_user: str) -> dict[str, str]:
 # --- fixtures ----------------------------------------------------------------------------
 
 
-async def _empty_database(root: Path) -> str:
-    if not TEST_DATABASE_URL:
-        return f"sqlite+aiosqlite:///{root / 'test.sqlite3'}"
-    engine = create_engine(TEST_DATABASE_URL)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
-    finally:
-        await engine.dispose()
-    return TEST_DATABASE_URL
-
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerProcess]:
     root = tmp_path_factory.mktemp("vendors")
-    process = ServerProcess(root, await _empty_database(root))
+    process = ServerProcess(root, await empty_database(root))
     await process.start()
     yield process
     await process.stop()
