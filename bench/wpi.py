@@ -238,6 +238,7 @@ class Run:
     outcomes: list[Outcome] = field(default_factory=list)
     wall: float = 0.0
     cpu: float | None = None
+    client_cpu: float = 0.0  # this process: the simulated phones
 
 
 _TLS: dict[Path, ssl.SSLContext] = {}
@@ -285,6 +286,7 @@ async def interactions(server: Server, macs: list[str], concurrency: int) -> Run
     limit = asyncio.Semaphore(concurrency)
     started = time.perf_counter()
     cpu_before = server.cpu_seconds()
+    client_before = time.process_time()
 
     async def one(mac: str) -> Outcome:
         async with limit:
@@ -292,6 +294,7 @@ async def interactions(server: Server, macs: list[str], concurrency: int) -> Run
 
     outcomes = await asyncio.gather(*(one(mac) for mac in macs))
     run = Run(list(outcomes), time.perf_counter() - started)
+    run.client_cpu = time.process_time() - client_before
     if cpu_before is not None:
         run.cpu = (server.cpu_seconds() or 0.0) - cpu_before
     return run
@@ -350,6 +353,11 @@ def report(title: str, run: Run, *, storm_mode: bool) -> None:
     if run.cpu is not None and done:
         print(
             f"  server CPU        {run.cpu:.1f} s, {run.cpu * 1000 / len(done):.2f} ms/interaction"
+        )
+    if run.client_cpu and done:
+        print(
+            f"  client CPU        {run.client_cpu:.1f} s, "
+            f"{run.client_cpu * 1000 / len(done):.2f} ms/interaction (simulated phones)"
         )
     if errors:
         print(f"  errors            {len(errors)}, e.g. {errors[0]}")

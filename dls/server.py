@@ -28,6 +28,7 @@ from dls.app import build_admin_app, build_device_app, build_secure_app
 from dls.config import ConfigError, Settings
 from dls.db.engine import create_engine, session_factory
 from dls.db.migrate import upgrade
+from dls.db.writes import WriteBursts
 from dls.devices.catalog import load_catalog
 from dls.discovery import Advertiser
 from dls.firmware.catalog import DEFAULT_CATALOG_DIR as DEFAULT_FIRMWARE_CATALOG
@@ -117,9 +118,10 @@ async def _serve(
 
     engine = create_engine(settings.effective_database_url)
     sessions = session_factory(engine)
+    writes = WriteBursts(engine)  # the device path's and the ledger's short writes
     services = Services(
         settings, pki, engine, sessions, load_secret_box(settings), load_catalog(),
-        Ledger(sessions),
+        Ledger(sessions, writes), writes=writes,
     )
     reuse_port = settings.workers > 1
     listeners = [
@@ -145,6 +147,7 @@ async def _serve(
     async with AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
         stack.push_async_callback(services.reads.dispose)
+        stack.callback(services.writes.dispose)
         await services.ledger.start()
         stack.push_async_callback(services.ledger.stop)  # after the listeners close
         services.ledger.observers.append(services.firmware.on_fetches)

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dls.config import Settings
 from dls.db.reads import PointReads
+from dls.db.writes import WriteBursts
 from dls.devices.catalog import ModelCatalog
 from dls.firmware.runtime import FirmwareRuntime
 from dls.pki import Pki
@@ -33,10 +34,14 @@ class Services:
     firmware: FirmwareRuntime = None  # type: ignore[assignment]
     # The device path's indexed reads without an ORM session; built from the engine.
     reads: PointReads = None  # type: ignore[assignment]
+    # Its short all-or-nothing writes (WPI), likewise.
+    writes: WriteBursts = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.reads is None:
             self.reads = PointReads(self.engine)
+        if self.writes is None:
+            self.writes = WriteBursts(self.engine)
         if self.firmware is None:
             self.firmware = FirmwareRuntime(self.settings, self.sessions, self.box)
 

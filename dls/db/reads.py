@@ -32,7 +32,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Dialect, Engine, Select, event
+from sqlalchemy import Dialect, Engine, Executable, Select, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -139,14 +139,18 @@ class PointReads:
 
 
 class Prepared:
-    """A SELECT compiled once for one dialect, with its bind and result processors."""
+    """A statement compiled once for one dialect, with its bind and result processors
+    (a SELECT's; an INSERT or UPDATE returns no rows)."""
 
     __slots__ = ("_plan", "_results", "_row", "sql")
 
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+    def __init__(self, statement: Executable, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         if compiled.positiontup is None:
             raise ValueError("Prepared needs a dialect with positional parameters")
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            # Run outside SQLAlchemy's execution context, which computes them.
+            raise ValueError("Prepared cannot apply Python-side column defaults; set them")
         self.sql = str(compiled)
         # Per position: (name, processor) for a parameter the caller gives, or (None,
         # value) for one the statement fixes, processed once here.
@@ -160,7 +164,7 @@ class Prepared:
                 value = bind.value
                 plan.append((None, value if process is None or value is None else process(value)))
         self._plan = tuple(plan)
-        columns = list(statement.selected_columns)
+        columns = list(statement.selected_columns) if isinstance(statement, Select) else []
         self._results = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in columns

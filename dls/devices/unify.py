@@ -155,6 +155,10 @@ class WpiDevice(Base):
     session_expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, index=True)
     first_seen: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_seen: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Bumped by every write of the device path, which reads the row outside any lock and
+    # writes it back only if this is still what it read (dls.provisioning.wpi.phone): two
+    # messages of one phone, on two workers, cannot overwrite each other's session.
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 def pin_purpose(user_id: int) -> str:

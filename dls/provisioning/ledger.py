@@ -24,7 +24,8 @@ from sqlalchemy import String, bindparam, case, func, insert, literal, or_, sele
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dls.db.engine import WRITER
-from dls.db.types import UtcDateTime
+from dls.db.types import UtcDateTime, utcnow
+from dls.db.writes import Write, WriteBursts, run_burst
 from dls.devices.models import Device, DeviceStatus, ProvisioningRecord, UnclaimedDevice
 
 __all__ = ["Fetch", "Ledger", "Sighting"]
@@ -90,8 +91,11 @@ class _Budget:
 
 
 class Ledger:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], writes: WriteBursts | None = None
+    ) -> None:
         self._sessions = sessions
+        self.writes = writes
         self._fetches: list[Fetch] = []
         self._sightings: dict[str, Sighting] = {}
         self._budget = _Budget()
@@ -141,10 +145,7 @@ class Ledger:
         if not fetches and not sightings:
             return
         try:
-            async with self._sessions() as session, session.begin():
-                await session.connection(execution_options=WRITER)
-                await _write_fetches(session, fetches)
-                await _write_sightings(session, list(sightings.values()))
+            await self._write(_fetch_writes(fetches), list(sightings.values()))
         except Exception:
             self._fetches[:0] = fetches[: MAX_BUFFERED - len(self._fetches)]
             for mac, sighting in sightings.items():
@@ -156,44 +157,53 @@ class Ledger:
             except Exception:
                 log.exception("ledger observer failed")
 
+    async def _write(self, fetches: list[Write], sightings: list[Sighting]) -> None:
+        """One transaction; a burst (``dls.db.writes``) when there are only fetches, so on
+        SQLite the write lock is not held across hand-offs to a database thread while
+        the device path's own writes wait for it."""
+        if self.writes is not None and not sightings:
+            await self.writes.run(fetches)
+            return
+        async with self._sessions() as session, session.begin():
+            await session.connection(execution_options=WRITER)
+            await run_burst(session, fetches)
+            await _write_sightings(session, sightings)
 
-async def _write_fetches(session: AsyncSession, fetches: list[Fetch]) -> None:
+
+def _fetch_writes(fetches: list[Fetch]) -> list[Write]:
     """Two executemany statements in Core: a second of a boot storm is thousands of rows,
     and through the ORM's unit of work they cost more CPU than serving the polls did."""
     if not fetches:
-        return
-    await session.execute(
-        insert(ProvisioningRecord.__table__),
-        [
-            {
-                "device_id": f.device_id,
-                "file": f.file,
-                "content_hash": f.content_hash,
-                "revision": f.revision,
-                "at": f.at,
-                "address": f.address,
-                "user_agent": (f.user_agent or "")[:255] or None,
-            }
-            for f in fetches
-        ],
-    )
+        return []
+    now = utcnow()
     latest: dict[int, Fetch] = {}
     for fetch in fetches:
         latest[fetch.device_id] = fetch
-    await session.execute(
-        _SEEN,
-        [
-            {
-                "b_device": f.device_id,
-                "b_at": f.at,
-                "b_address": f.address,
-                "b_agent": (f.user_agent or "")[:255] or None,
-                "b_revision": f.revision,
-                "b_firmware": f.firmware_version or None,
-            }
-            for f in latest.values()
-        ],
-    )
+    records = [
+        {
+            "device_id": f.device_id,
+            "file": f.file,
+            "content_hash": f.content_hash,
+            "revision": f.revision,
+            "at": f.at,
+            "address": f.address,
+            "user_agent": (f.user_agent or "")[:255] or None,
+        }
+        for f in fetches
+    ]
+    seen = [
+        {
+            "b_device": f.device_id,
+            "b_at": f.at,
+            "b_address": f.address,
+            "b_agent": (f.user_agent or "")[:255] or None,
+            "b_revision": f.revision,
+            "b_firmware": f.firmware_version or None,
+            "b_now": now,
+        }
+        for f in latest.values()
+    ]
+    return [Write(_RECORD, records), Write(_SEEN, seen)]
 
 
 def _seen_statement():  # type: ignore[no-untyped-def]
@@ -229,11 +239,20 @@ def _seen_statement():  # type: ignore[no-untyped-def]
                 bindparam("b_firmware", type_=String), devices.firmware_version
             ),
             status=advanced,
+            # Its column default would be computed per statement by SQLAlchemy, which a
+            # burst (dls.db.writes) does not run through: given here.
+            updated_at=bindparam("b_now", type_=UtcDateTime),
         )
     )
 
 
 _SEEN = _seen_statement()
+_RECORD = insert(ProvisioningRecord.__table__).values(
+    {
+        name: bindparam(name)
+        for name in ("device_id", "file", "content_hash", "revision", "at", "address", "user_agent")
+    }
+)
 
 
 async def _write_sightings(session: AsyncSession, sightings: list[Sighting]) -> None:

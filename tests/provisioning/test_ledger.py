@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dls.db.engine import session_factory
+from dls.db.writes import WriteBursts
 from dls.devices.models import Device, DeviceStatus, ProvisioningRecord
 from dls.provisioning.ledger import Fetch, Ledger
 from dls.tenancy.models import Tenant, TenantKind
@@ -61,15 +62,23 @@ def _fetch(device_id: int, at: dt.datetime, firmware: str | None, file: str = "x
     )
 
 
-async def test_a_flush_records_every_fetch_and_moves_each_device_on(engine: AsyncEngine) -> None:
+@pytest.mark.parametrize("bursts", [False, True], ids=["session", "bursts"])
+async def test_a_flush_records_every_fetch_and_moves_each_device_on(
+    engine: AsyncEngine, bursts: bool
+) -> None:
+    """Both ways of writing: in a session (sightings among the entries) or as a burst of
+    executemany statements (only fetches, the server's usual flush)."""
     ids = await _devices(engine)
-    ledger = Ledger(session_factory(engine))
+    writes = WriteBursts(engine) if bursts else None
+    ledger = Ledger(session_factory(engine), writes)
     later = T0 + dt.timedelta(minutes=5)
     for device_id in ids:
         ledger.fetched(_fetch(device_id, T0, None, "common.cfg"))
         ledger.fetched(_fetch(device_id, later, "108.86.0.90"))
 
     await ledger.flush()
+    if writes is not None:
+        writes.dispose()
 
     async with session_factory(engine)() as session:
         records = await session.scalar(select(func.count()).select_from(ProvisioningRecord))

@@ -1,29 +1,31 @@
 """One WPI message through the device path: identify, trust, self-setup, decide, record.
 
 :func:`exchange` is the DESIGN data flow for WPI, one step per call, each with an early
-return: load the session and the phone, check trust (secure mode, client certificate),
+return: find the session and the phone, check trust (secure mode, client certificate),
 bind by deployment PIN if the phone offers one, build the engine's snapshot from the
-effective settings, let the pure engine decide, persist its effects and the session in
-the same transaction, and render the answer.
+effective settings, let the pure engine decide, write its effects and the session, and
+render the answer.
 
-What is written per message (one transaction):
+Two ways through, the same steps:
 
-- the phone's ``wpi_devices`` row, always for an assigned phone: the session state
-  changes with every message, and the inventory, last address and last-seen time ride
-  along in the same row;
-- ``device_jobs`` rows, only for messages that send or settle a job, and for a message
-  opening an interaction of a phone that should install other firmware: the firmware
-  offer queued as a SoftwareDeployment job (:mod:`dls.provisioning.wpi.firmware`);
-- for unknown phones nothing, except a rate-limited ``unclaimed_devices`` record (plus
-  the phone's ``wpi_devices`` row, which keeps its contact-me address for later);
-- rarely: an audit entry (local changes, self-setup), a PIN row, a new device row.
+- **Read, decide, write** (almost every message): the phone's row, the device's facts
+  (``dls.devices.facts``) and its pending jobs are point reads outside any transaction
+  (``dls.db.reads``); the engine decides; the changed rows are written in one short
+  burst of guarded statements (``dls.db.writes``, ``dls.provisioning.wpi.phone``). If
+  another message of the same phone wrote in between, a guard misses and the message is
+  handled again from a fresh read. On SQLite this holds the write lock for a fraction of
+  a millisecond instead of across a dozen hand-offs to a database thread.
+- **In one transaction** (``write_transaction``), when the message needs more than rows
+  it read: a self-setup PIN, a firmware offer that may queue or withdraw a job, an unknown
+  phone to record, local changes to audit, a deployment status to file, a failed install
+  to report to its rollout. The first way notices this before it writes anything
+  (``NeedsTransaction``) and the message starts over in a transaction.
 
-What is read: the phone's row, the device's facts (``dls.devices.facts``: status,
-tenant policy, configuration revision; one Core query, no ORM objects), its pending jobs,
-and on a message opening an interaction the firmware offer. The settings documents are
-loaded and resolved only when the desired items for the device's revision are not cached.
-
-The device's last-seen facts, firmware version and status go through the provisioning
+What is written per message: the phone's ``wpi_devices`` row, always for an assigned
+phone (the session changes with every message; the inventory, last address and last-seen
+time ride along); ``device_jobs`` rows for messages that send or settle a job; rarely an
+audit entry, a PIN row, a device row, an unclaimed-device row, a firmware job. The
+device's last-seen facts, firmware version and status go through the provisioning
 ledger's buffer, written in batches off the request path.
 """
 
@@ -31,19 +33,23 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dls.db.reads import PointReads
 from dls.db.types import utcnow
+from dls.db.writes import Write, WriteConflict, run_burst
 from dls.devices.effective import DeviceContext, load_context, resolve_settings
-from dls.devices.facts import DeviceFacts, device_facts_in
+from dls.devices.facts import DeviceFacts, device_facts, device_facts_in
 from dls.devices.inheritance import ResolutionError
 from dls.devices.models import Device, DeviceStatus
-from dls.devices.unify import DeviceJob, JobKind, JobState, WpiDevice
+from dls.devices.unify import DeviceJob, JobKind, JobState
 from dls.logs import REQUEST_ID
 from dls.provisioning.ledger import Fetch
 from dls.provisioning.wpi.effects import (
@@ -57,6 +63,9 @@ from dls.provisioning.wpi.effects import (
 )
 from dls.provisioning.wpi.engine import Decision, decide, device_mac
 from dls.provisioning.wpi.firmware import (
+    Job,
+    install_failed,
+    offer_unchanged,
     opens_interaction,
     queue_firmware,
     report_install_failure,
@@ -72,6 +81,14 @@ from dls.provisioning.wpi.messages import (
     WorkpointMessage,
     build_response,
 )
+from dls.provisioning.wpi.phone import (
+    JobRecord,
+    PhoneRecord,
+    deployment_jobs,
+    pending_jobs,
+    phone_by_mac,
+    phone_by_token,
+)
 from dls.provisioning.wpi.profile import desired_items
 from dls.provisioning.wpi.runtime import SESSION_IDLE_TIMEOUT, WpiRuntime
 from dls.provisioning.wpi.secure import GOTO_SECURE_MODE, bootstrap_items, issue_in_reply
@@ -81,13 +98,10 @@ from dls.provisioning.wpi.snapshot import DeviceSnapshot, DeviceStanding
 from dls.provisioning.wpi.store import (
     CLOUD_PIN_VALUE,
     CONTACT_ME_URI,
-    DEPLOYMENT_KINDS,
     DEVICE_TYPE,
     apply_job_update,
     engine_job,
     merge_inventory,
-    new_phone,
-    pending_jobs,
     record_deployment_status,
     record_local_changes,
     record_unclaimed,
@@ -99,13 +113,22 @@ from dls.secretbox import SecretError
 from dls.tenancy.models import WpiSecureMode
 from dls.tls import client_certificate
 
-__all__ = ["Answer", "exchange", "token_hash"]
+__all__ = ["CONFLICT_ATTEMPTS", "Answer", "NeedsTransaction", "exchange", "token_hash"]
+
+log = logging.getLogger(__name__)
 
 VENDOR = "unify"
 LEDGER_FILE = "WPI"  # what the ledger shows as "fetched" for a WPI configuration check
+# Times a message is handled again after another message of its phone wrote first; two
+# messages of one phone at once are rare (a retry racing its original), three unheard of.
+CONFLICT_ATTEMPTS = 3
 _SELF_SETUP_REASONS = (ReasonForContact.START_UP, ReasonForContact.SOLICITED)
 _UNSERVED = (DeviceStatus.RETIRED,)
 SESSION_IDLE = dt.timedelta(seconds=SESSION_IDLE_TIMEOUT)
+
+
+class NeedsTransaction(Exception):
+    """The message needs more than the rows it read; handle it again in a transaction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,27 +143,105 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _clean_up(nonce: str, *, clear_cookie: bool) -> Answer:
-    return Answer(build_response(DLSMessage(nonce, CleanUp())), clear_cookie=clear_cookie)
-
-
 async def exchange(
     runtime: WpiRuntime, request: web.Request, message: WorkpointMessage, token: str | None
 ) -> Answer:
     """Answer one parsed phone message; see the module docstring for what it writes."""
+    services = runtime.services
     now = utcnow()
-    async with write_transaction(runtime.services.sessions) as session:
+    hashed = token_hash(token) if token else None
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            try:
+                step = _Message(runtime, request, message, hashed, now, None)
+                await step.run()
+                await services.writes.run(step.writes())
+            except NeedsTransaction:
+                async with write_transaction(services.sessions) as session:
+                    step = _Message(runtime, request, message, hashed, now, session)
+                    await step.run()
+                    await run_burst(session, step.writes())
+            break
+        except (WriteConflict, IntegrityError) as conflict:
+            # Another message of this phone wrote first: read again, decide again.
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+            log.debug("WPI message handled again after a write conflict: %s", conflict)
+    for action in step.after:
+        action()  # bookkeeping kept in memory, now that the writes are in
+
+    # An answer; a certificate is issued only now, outside any transaction.
+    if step.reply is None:
+        return Answer(
+            build_response(DLSMessage(message.nonce, CleanUp())), clear_cookie=step.clear_cookie
+        )
+    reply = step.reply
+    if step.device is not None and step.mac is not None:
+        reply = await issue_in_reply(reply, services.pki, step.mac)
+    try:
+        body = build_response(reply)
+    except ValueError:
+        runtime.quiet.warning("a desired value cannot be sent in XML; answering CleanUp")
+        return Answer(build_response(DLSMessage(message.nonce, CleanUp())), clear_cookie=True)
+    return Answer(body, new_token=step.new_token, clear_cookie=step.clear_cookie, ended=step.ended)
+
+
+@dataclass(slots=True)
+class _Message:
+    """One attempt at one message: reads, decides, and leaves its writes in ``phone`` and
+    ``jobs``. With ``session`` None it reads through the point reads and raises
+    ``NeedsTransaction`` rather than do what only a transaction can."""
+
+    runtime: WpiRuntime
+    request: web.Request
+    message: WorkpointMessage
+    hashed: str | None
+    now: dt.datetime
+    session: AsyncSession | None
+    # Results.
+    mac: str | None = None
+    device: DeviceFacts | None = None
+    phone: PhoneRecord | None = None
+    jobs: list[Job] = field(default_factory=list)
+    reply: DLSMessage | None = None  # None: CleanUp, for a message not served
+    new_token: str | None = None
+    clear_cookie: bool = False
+    ended: bool = True
+    after: list[Callable[[], None]] = field(default_factory=list)
+
+    def writes(self) -> list[Write]:
+        found = [self.phone.write()] if self.phone is not None else []
+        found += [job.write() for job in self.jobs if isinstance(job, JobRecord)]
+        return [write for write in found if write is not None]
+
+    def _warn(self, reason: str, /, **fields: object) -> None:
+        self.after.append(lambda: self.runtime.quiet.warning(reason, **fields))
+
+    def _transaction(self) -> AsyncSession:
+        if self.session is None:
+            raise NeedsTransaction
+        return self.session
+
+    def _refuse(self, reason: str, /, **fields: object) -> None:
+        """End here with CleanUp, ending the phone's session if it has a cookie."""
+        self._warn(reason, **fields)
+        self.clear_cookie = self.hashed is not None
+
+    async def run(self) -> None:
+        runtime, message, now = self.runtime, self.message, self.now
+        reads: PointReads | AsyncSession = (
+            runtime.services.reads if self.session is None else self.session
+        )
+
         # 1. The session the cookie names, and the phone the message is about.
-        state, phone, hashed = SessionState(), None, None
-        if token:
-            hashed = token_hash(token)
-            phone = await session.scalar(
-                select(WpiDevice).where(WpiDevice.session_token_hash == hashed)
-            )
+        state, hashed, phone = SessionState(), self.hashed, None
+        if hashed is not None:
+            phone = await phone_by_token(reads, hashed)
             if (
                 phone is None
                 or phone.session_state is None
-                or (phone.session_expires_at is None or phone.session_expires_at <= now)
+                or phone.session_expires_at is None
+                or phone.session_expires_at <= now
             ):
                 hashed = None
             else:
@@ -148,28 +249,28 @@ async def exchange(
                     state = SessionState.from_json(phone.session_state)
                 except SessionStateError:
                     hashed = None
-        mac = plain_mac(device_mac(state, message))
+        mac = self.mac = plain_mac(device_mac(state, message))
         if mac is None:
-            runtime.quiet.warning("WPI message without a usable mac-addr")
-            return _clean_up(message.nonce, clear_cookie=bool(token))
+            return self._refuse("WPI message without a usable mac-addr")
         if phone is not None and phone.mac != mac:
             # A cookie of one phone with another phone's MAC: end that session, serve none.
-            runtime.quiet.warning("WPI session cookie presented with another mac-addr")
-            _end_session(runtime, phone)
-            return _clean_up(message.nonce, clear_cookie=True)
+            self.phone = phone
+            self._end_session(phone)
+            return self._refuse("WPI session cookie presented with another mac-addr")
         if phone is None:
-            phone = await session.get(WpiDevice, mac)
-        facts = await device_facts_in(session, mac)
+            phone = await phone_by_mac(reads, mac)
+        if self.session is None:
+            facts = await device_facts(runtime.services.reads, mac)
+        else:
+            facts = await device_facts_in(self.session, mac)
 
         # 2. Trust: the secure listener serves only the MAC its certificate names; a phone
         # bootstrapped to secure mode is served nowhere else.
-        if runtime.secure and certificate_mac(client_certificate(request)) != mac:
-            runtime.quiet.warning("client certificate names another phone", mac=mac)
-            return _clean_up(message.nonce, clear_cookie=bool(token))
+        if runtime.secure and certificate_mac(client_certificate(self.request)) != mac:
+            return self._refuse("client certificate names another phone", mac=mac)
         device = _served(facts)
         if not runtime.secure and device is not None and phone and phone.secure_since:
-            runtime.quiet.warning("phone in secure mode contacted the default port", mac=mac)
-            return _clean_up(message.nonce, clear_cookie=bool(token))
+            return self._refuse("phone in secure mode contacted the default port", mac=mac)
 
         # 3. Self-setup: an unassigned phone offering a deployment PIN.
         pin = message.value(CLOUD_PIN_VALUE)
@@ -179,49 +280,310 @@ async def exchange(
             and message.reason in _SELF_SETUP_REASONS
             and (device is None or device.user_id is None)
         ):
-            if phone is None:
-                phone = new_phone(mac, now)
-                session.add(phone)
-            facts, device = await _self_setup(
-                runtime, request, session, now, message, mac, phone, pin, facts
-            )
+            session = self._transaction()
+            phone = phone or PhoneRecord.new(mac, now)
+            facts = await self._self_setup(session, phone, pin, facts)
+            device = _served(facts)
 
         # 4. Decide; an interaction's first message may queue the firmware offer first.
         opening = message if opens_interaction(state, message) else None
-        snapshot, jobs = await _snapshot(runtime, session, now, mac, phone, device, opening)
+        snapshot = await self._snapshot(phone, device, opening)
         decision = decide(state, message, snapshot)
 
         # 5. Record.
+        self.phone, self.device = phone, device
         if device is None:
             # A MAC registered as another vendor's device, or retired, is not unclaimed.
             if facts is None:
-                await _record_unknown(runtime, request, session, decision, mac, phone, now)
-            reply, new_token = decision.reply, None
-        else:
-            if phone is None:
-                phone = new_phone(mac, now)
-                session.add(phone)
-            await _apply(runtime, request, session, decision, device, phone, jobs, now)
-            _bootstrap_refused(runtime, state, message, phone)
-            new_token = _keep_session(runtime, decision, phone, hashed, now)
-            _provisioned(runtime, request, decision, device, phone, snapshot, now)
-            _seen(request, phone, now)
-            phone.bound = True
-            phone.contact_failures = 0  # it talks to us: contact-me backoff starts over
-            if runtime.secure and phone.secure_since is None:
-                phone.secure_since = now  # first session over mutual TLS: secure from now on
-            reply = decision.reply
+                await self._record_unknown(decision)
+            self.reply, self.ended = decision.reply, True
+            self.clear_cookie = self.hashed is not None
+            return None
+        phone = self.phone = phone or PhoneRecord.new(mac, now)
+        await self._apply(decision, device, phone)
+        self._bootstrap_refused(state, phone)
+        self._keep_session(decision, phone, hashed)
+        self._provisioned(decision, device, phone, snapshot)
+        self._seen(phone)
+        phone.bound = True
+        phone.contact_failures = 0  # it talks to us: contact-me backoff starts over
+        if runtime.secure and phone.secure_since is None:
+            phone.secure_since = now  # first session over mutual TLS: secure from now on
+        self.reply, self.ended = decision.reply, decision.ended
+        self.clear_cookie = decision.ended and self.hashed is not None
+        return None
 
-    # 6. Answer; a certificate is issued only now, outside the transaction.
-    if device is not None:
-        reply = await issue_in_reply(reply, runtime.services.pki, mac)
-    try:
-        body = build_response(reply)
-    except ValueError:
-        runtime.quiet.warning("a desired value cannot be sent in XML; answering CleanUp")
-        return _clean_up(message.nonce, clear_cookie=True)
-    ended = decision.ended or device is None
-    return Answer(body, new_token=new_token, clear_cookie=ended and bool(token), ended=ended)
+    async def _self_setup(
+        self, session: AsyncSession, phone: PhoneRecord, pin: str, facts: DeviceFacts | None
+    ) -> DeviceFacts | None:
+        runtime, message, mac = self.runtime, self.message, phone.mac
+        if not runtime.pin_checks.allow():
+            self._warn("deployment PIN checks rate-limited", mac=mac)
+            return facts
+        reported = message.value(DEVICE_TYPE)
+        validated = runtime.services.catalog.lookup(VENDOR, reported) if reported else None
+        outcome = await bind_with_pin(
+            session,
+            pin=pin,
+            mac=mac,
+            phone=phone,
+            existing=await session.get(Device, facts.id) if facts else None,
+            model=validated[1] if validated else reported,  # the catalog's spelling if known
+            firmware=message.value(SOFTWARE_VERSION),
+            hasher=runtime.hasher,
+            now=self.now,
+            request_id=REQUEST_ID.get(),
+            address=self.request.remote,
+        )
+        self.phone = phone  # its PIN failures are written even if nothing is bound
+        if not outcome.bound:
+            self._warn("self-setup refused: " + outcome.reason, mac=mac)
+            return facts
+        await session.flush()
+        return await device_facts_in(session, mac)
+
+    async def _snapshot(
+        self,
+        phone: PhoneRecord | None,
+        device: DeviceFacts | None,
+        opening: WorkpointMessage | None,
+    ) -> DeviceSnapshot:
+        """What the engine sees; ``opening`` is the message if it opens an interaction.
+
+        The desired items are cached by configuration revision: only on a miss are the
+        settings documents loaded (ORM) and resolved."""
+        if device is None:
+            return DeviceSnapshot(DeviceStanding.UNKNOWN)
+        runtime, now = self.runtime, self.now
+        mode = device.wpi_secure_mode
+        include_secrets = mode is not WpiSecureMode.REQUIRED or runtime.secure
+        bootstrap = not runtime.secure and (
+            mode is WpiSecureMode.REQUIRED
+            or (
+                mode is WpiSecureMode.BOOTSTRAP and not (phone is not None and phone.secure_refused)
+            )
+        )
+        revision = (
+            f"{device.revision}.{runtime.profile.digest}.{int(include_secrets)}{int(bootstrap)}"
+        )
+        desired = runtime.desired.get(device.mac, revision)
+        if desired is None:
+            desired = await self._desired(device, revision, include_secrets)
+        desired = desired or ()
+        if bootstrap:
+            desired += bootstrap_items(runtime.server_ca_pem, runtime.services.settings.secure_port)
+        inventory = phone.inventory if phone else None
+        reads = runtime.services.reads if self.session is None else self.session
+        rows: list[Job] = list(await pending_jobs(reads, device.id, now))
+        self.jobs = list(rows)  # all written back, a withdrawn one too
+        if opening is not None:
+            firmware = runtime.services.firmware
+            if self.session is not None:
+                rows = await queue_firmware(
+                    firmware, self.session, device, opening, inventory, rows, now
+                )
+            elif not await offer_unchanged(
+                firmware, runtime.services.reads, device, opening, inventory, rows, now
+            ):
+                raise NeedsTransaction
+        self.jobs += [row for row in rows if isinstance(row, DeviceJob)]  # new ones
+        jobs = []
+        for row in rows:
+            job = engine_job(row)
+            if job is None:
+                row.state, row.detail = JobState.FAILED, "payload is not a valid command"
+                continue
+            jobs.append(job)
+        known = snapshot_inventory(inventory, desired, runtime.hasher, device.mac)
+        return DeviceSnapshot(DeviceStanding.BOUND, desired, known, tuple(jobs), revision)
+
+    async def _desired(
+        self, device: DeviceFacts, revision: str, include_secrets: bool
+    ) -> tuple[Item, ...] | None:
+        """Resolve and cache the device's items (a read-only session in the first way)."""
+        runtime = self.runtime
+        if self.session is not None:
+            context = await load_context(self.session, device_id=device.id)
+        else:
+            async with runtime.services.sessions() as session:
+                context = await load_context(session, device_id=device.id)
+        if context is None:
+            return None
+        desired = _desired(runtime, context, include_secrets)
+        if desired is not None and context.revision == device.revision:
+            runtime.desired.put(device.mac, revision, desired)
+        return desired
+
+    async def _record_unknown(self, decision: Decision) -> None:
+        runtime, mac, now = self.runtime, self.mac, self.now
+        assert mac is not None
+        for effect in decision.effects:
+            if not isinstance(effect, RecordUnknownDevice):
+                continue
+            session = self._transaction()
+            if not (runtime.unclaimed_per_mac.allow(mac) and runtime.unclaimed_writes.allow()):
+                return
+            await record_unclaimed(
+                session,
+                mac,
+                effect.items,
+                address=self.request.remote,
+                user_agent=self.request.headers.get("User-Agent"),
+                now=now,
+            )
+            phone = self.phone = self.phone or PhoneRecord.new(mac, now)
+            phone.bound = False
+            uri = reported_value(effect.items, CONTACT_ME_URI)
+            if uri is not None:
+                phone.contact_me_uri = uri[:255]
+            self._seen(phone)
+            return
+
+    async def _apply(self, decision: Decision, device: DeviceFacts, phone: PhoneRecord) -> None:
+        runtime, now = self.runtime, self.now
+        if self.session is None and any(
+            isinstance(effect, RecordLocalChanges | RecordDeploymentStatus)
+            for effect in decision.effects
+        ):
+            raise NeedsTransaction
+        by_id = {str(row.id): row for row in self.jobs}
+        ended: list[tuple[Job, JobState]] = []  # jobs that may have just failed
+        for effect in decision.effects:
+            match effect:
+                case StoreInventory(items=items, complete=complete):
+                    phone.inventory = merge_inventory(
+                        phone.inventory,
+                        items,
+                        complete=complete,
+                        hasher=runtime.hasher,
+                        mac=phone.mac,
+                    )
+                    uri = reported_value(items, CONTACT_ME_URI)
+                    if uri is not None:
+                        phone.contact_me_uri = uri[:255]
+                case UpdateJob():
+                    row = by_id.get(effect.job_id)
+                    if row is None:
+                        continue
+                    ended.append((row, row.state))
+                    apply_job_update(row, effect, now)
+                    if row.kind is JobKind.FACTORY_RESET and effect.status is JobStatus.ACCEPTED:
+                        # The phone forgets everything, its secure-mode certificate included.
+                        phone.secure_since, phone.inventory, phone.secure_refused = (
+                            None,
+                            None,
+                            False,
+                        )
+                case RecordLocalChanges():
+                    record_local_changes(self._transaction(), device, effect, REQUEST_ID.get())
+                case RecordDeploymentStatus():
+                    filed = await self._deployment_status(device, effect)
+                    if filed is not None:
+                        ended.append(filed)
+                case ProtocolViolation(reason=reason):
+                    self._warn(
+                        "WPI protocol violation; session ended", mac=phone.mac, reason=reason[:100]
+                    )
+                case _:
+                    pass
+        for row, before in ended:
+            if install_failed(row, before):
+                await report_install_failure(
+                    runtime.services.firmware, self._transaction(), row, before, now
+                )
+
+    async def _deployment_status(
+        self, device: DeviceFacts, status: RecordDeploymentStatus
+    ) -> tuple[Job, JobState] | None:
+        """File one file's result on its job; a failed firmware image fails the install."""
+        loaded = {row.id: row for row in self.jobs}
+        recent: list[Job] = []
+        for row in await deployment_jobs(self._transaction(), device.id):
+            if row.id not in loaded:
+                self.jobs.append(row)  # written back with the others
+                loaded[row.id] = row
+            recent.append(loaded[row.id])
+        before = {row.id: row.state for row in recent}
+        row = record_deployment_status(recent, status, self.now)
+        if row is None:
+            self._warn("deployment status for a file no job sent", mac=device.mac)
+            return None
+        return row, before[row.id]
+
+    def _bootstrap_refused(self, asked: SessionState, phone: PhoneRecord) -> None:
+        """Remember a phone that refused the secure-mode bootstrap, so BOOTSTRAP mode stops."""
+        message = self.message
+        if (
+            message.reason is not ReasonForContact.REPLY_TO
+            or asked.asked is not Action.WRITE_ITEMS
+            or not any(key.name == GOTO_SECURE_MODE for key in asked.written)
+        ):
+            return
+        refused = message.status is ReplyStatus.FAILED or any(
+            item.failed and item.name == GOTO_SECURE_MODE for item in message.items
+        )
+        if refused and not phone.secure_refused:
+            self._warn("phone refused the secure-mode bootstrap", mac=phone.mac)
+            phone.secure_refused = True
+
+    def _keep_session(self, decision: Decision, phone: PhoneRecord, hashed: str | None) -> None:
+        """Store the session with the phone, or drop it after CleanUp; a new cookie if due."""
+        if decision.ended:
+            self._end_session(phone)
+            return
+        if hashed is None or phone.session_token_hash != hashed:
+            self.new_token = secrets.token_urlsafe(24)
+            hashed = token_hash(self.new_token)
+            opened = hashed
+            self.after.append(lambda: self.runtime.admission.opened(opened))
+        phone.session_token_hash = hashed
+        phone.session_state = decision.state.to_json()
+        phone.session_expires_at = self.now + SESSION_IDLE
+
+    def _end_session(self, phone: PhoneRecord) -> None:
+        closed = phone.session_token_hash
+        self.after.append(lambda: self.runtime.admission.closed(closed))
+        phone.session_token_hash = phone.session_state = phone.session_expires_at = None
+
+    def _provisioned(
+        self,
+        decision: Decision,
+        device: DeviceFacts,
+        phone: PhoneRecord,
+        snapshot: DeviceSnapshot,
+    ) -> None:
+        """An interaction that compared the configuration and ended cleanly is a "fetch".
+
+        It goes to the provisioning ledger like a 3rd-party phone's file fetch: buffered and
+        written in batches, with the device's last-seen facts, firmware and status
+        (provisioned, then active), so none of that is a synchronous write here. The
+        revision recorded is the device's configuration revision, as for files, so the
+        outdated-devices list treats Unify phones like the others.
+        """
+        if not decision.ended or not decision.state.config_checked:
+            return
+        if any(isinstance(effect, ProtocolViolation) for effect in decision.effects):
+            return
+        stored = {(name, index): value for name, index, value in phone.inventory or ()}
+        fetch = Fetch(
+            device_id=device.id,
+            file=LEDGER_FILE,
+            content_hash=hashlib.sha256(snapshot.config_revision.encode()).hexdigest(),
+            revision=device.revision[:64],
+            at=self.now,
+            address=self.request.remote,
+            user_agent=self.request.headers.get("User-Agent"),
+            firmware_version=(stored.get((SOFTWARE_VERSION, None)) or "")[:64] or None,
+        )
+        self.after.append(lambda: self.runtime.services.ledger.fetched(fetch))
+
+    def _seen(self, phone: PhoneRecord) -> None:
+        phone.last_address = self.request.remote
+        transport = self.request.transport
+        local = transport.get_extra_info("sockname") if transport is not None else None
+        if isinstance(local, tuple) and local:
+            phone.server_address = str(local[0])[:64]
+        phone.last_seen = self.now
 
 
 def _served(facts: DeviceFacts | None) -> DeviceFacts | None:
@@ -229,92 +591,6 @@ def _served(facts: DeviceFacts | None) -> DeviceFacts | None:
     if facts is None or facts.vendor != VENDOR or facts.status in _UNSERVED:
         return None
     return facts
-
-
-async def _self_setup(
-    runtime: WpiRuntime,
-    request: web.Request,
-    session: AsyncSession,
-    now: dt.datetime,
-    message: WorkpointMessage,
-    mac: str,
-    phone: WpiDevice,
-    pin: str,
-    facts: DeviceFacts | None,
-) -> tuple[DeviceFacts | None, DeviceFacts | None]:
-    if not runtime.pin_checks.allow():
-        runtime.quiet.warning("deployment PIN checks rate-limited", mac=mac)
-        return facts, _served(facts)
-    reported = message.value(DEVICE_TYPE)
-    validated = runtime.services.catalog.lookup(VENDOR, reported) if reported else None
-    outcome = await bind_with_pin(
-        session,
-        pin=pin,
-        mac=mac,
-        phone=phone,
-        existing=await session.get(Device, facts.id) if facts else None,
-        model=validated[1] if validated else reported,  # the catalog's spelling if known
-        firmware=message.value(SOFTWARE_VERSION),
-        hasher=runtime.hasher,
-        now=now,
-        request_id=REQUEST_ID.get(),
-        address=request.remote,
-    )
-    if not outcome.bound:
-        runtime.quiet.warning("self-setup refused: " + outcome.reason, mac=mac)
-        return facts, _served(facts)
-    await session.flush()
-    facts = await device_facts_in(session, mac)
-    return facts, _served(facts)
-
-
-async def _snapshot(
-    runtime: WpiRuntime,
-    session: AsyncSession,
-    now: dt.datetime,
-    mac: str,
-    phone: WpiDevice | None,
-    device: DeviceFacts | None,
-    opening: WorkpointMessage | None,
-) -> tuple[DeviceSnapshot, list[DeviceJob]]:
-    """What the engine sees; ``opening`` is the message if it opens an interaction.
-
-    The desired items are cached by configuration revision: only on a miss are the
-    settings documents loaded (ORM) and resolved."""
-    if device is None:
-        return DeviceSnapshot(DeviceStanding.UNKNOWN), []
-    mode = device.wpi_secure_mode
-    include_secrets = mode is not WpiSecureMode.REQUIRED or runtime.secure
-    bootstrap = not runtime.secure and (
-        mode is WpiSecureMode.REQUIRED
-        or (mode is WpiSecureMode.BOOTSTRAP and not (phone is not None and phone.secure_refused))
-    )
-    revision = f"{device.revision}.{runtime.profile.digest}.{int(include_secrets)}{int(bootstrap)}"
-    desired = runtime.desired.get(mac, revision)
-    if desired is None:
-        context = await load_context(session, device_id=device.id)
-        desired = _desired(runtime, context, include_secrets) if context else None
-        if desired is not None and context is not None and context.revision == device.revision:
-            runtime.desired.put(mac, revision, desired)
-    desired = desired or ()
-    if bootstrap:
-        desired += bootstrap_items(runtime.server_ca_pem, runtime.services.settings.secure_port)
-    rows = await pending_jobs(session, device.id, now)
-    if opening is not None:
-        inventory = phone.inventory if phone else None
-        rows = await queue_firmware(
-            runtime.services.firmware, session, device, opening, inventory, rows, now
-        )
-    jobs = []
-    for row in rows:
-        job = engine_job(row)
-        if job is None:
-            row.state, row.detail = JobState.FAILED, "payload is not a valid command"
-            continue
-        jobs.append(job)
-    inventory = snapshot_inventory(phone.inventory if phone else None, desired, runtime.hasher, mac)
-    snapshot = DeviceSnapshot(DeviceStanding.BOUND, desired, inventory, tuple(jobs), revision)
-    return snapshot, rows
 
 
 def _desired(
@@ -329,189 +605,3 @@ def _desired(
         )
         return None
     return desired_items(runtime.profile, settings, include_secrets=include_secrets)
-
-
-async def _record_unknown(
-    runtime: WpiRuntime,
-    request: web.Request,
-    session: AsyncSession,
-    decision: Decision,
-    mac: str,
-    phone: WpiDevice | None,
-    now: dt.datetime,
-) -> None:
-    for effect in decision.effects:
-        if not isinstance(effect, RecordUnknownDevice):
-            continue
-        if not (runtime.unclaimed_per_mac.allow(mac) and runtime.unclaimed_writes.allow()):
-            return
-        await record_unclaimed(
-            session,
-            mac,
-            effect.items,
-            address=request.remote,
-            user_agent=request.headers.get("User-Agent"),
-            now=now,
-        )
-        if phone is None:
-            phone = new_phone(mac, now)
-            session.add(phone)
-        phone.bound = False
-        uri = reported_value(effect.items, CONTACT_ME_URI)
-        if uri is not None:
-            phone.contact_me_uri = uri[:255]
-        _seen(request, phone, now)
-        return
-
-
-async def _apply(
-    runtime: WpiRuntime,
-    request: web.Request,
-    session: AsyncSession,
-    decision: Decision,
-    device: DeviceFacts,
-    phone: WpiDevice,
-    jobs: list[DeviceJob],
-    now: dt.datetime,
-) -> None:
-    by_id = {str(row.id): row for row in jobs}
-    for effect in decision.effects:
-        match effect:
-            case StoreInventory(items=items, complete=complete):
-                phone.inventory = merge_inventory(
-                    phone.inventory, items, complete=complete, hasher=runtime.hasher, mac=phone.mac
-                )
-                uri = reported_value(items, CONTACT_ME_URI)
-                if uri is not None:
-                    phone.contact_me_uri = uri[:255]
-            case UpdateJob():
-                row = by_id.get(effect.job_id)
-                if row is None:
-                    continue
-                before = row.state
-                apply_job_update(row, effect, now)
-                await report_install_failure(runtime.services.firmware, session, row, before, now)
-                if row.kind is JobKind.FACTORY_RESET and effect.status is JobStatus.ACCEPTED:
-                    # The phone forgets everything, its secure-mode certificate included.
-                    phone.secure_since, phone.inventory, phone.secure_refused = None, None, False
-            case RecordLocalChanges():
-                record_local_changes(session, device, effect, REQUEST_ID.get())
-            case RecordDeploymentStatus():
-                await _deployment_status(runtime, session, device, phone, effect, now)
-            case ProtocolViolation(reason=reason):
-                runtime.quiet.warning(
-                    "WPI protocol violation; session ended", mac=phone.mac, reason=reason[:100]
-                )
-            case _:
-                pass
-
-
-async def _deployment_status(
-    runtime: WpiRuntime,
-    session: AsyncSession,
-    device: DeviceFacts,
-    phone: WpiDevice,
-    status: RecordDeploymentStatus,
-    now: dt.datetime,
-) -> None:
-    """File one file's result on its job; a failed firmware image fails the install."""
-    recent = list(
-        await session.scalars(
-            select(DeviceJob)
-            .where(DeviceJob.device_id == device.id, DeviceJob.kind.in_(DEPLOYMENT_KINDS))
-            .order_by(DeviceJob.id.desc())
-            .limit(20)
-        )
-    )
-    before = {row.id: row.state for row in recent}
-    row = record_deployment_status(recent, status, now)
-    if row is None:
-        runtime.quiet.warning("deployment status for a file no job sent", mac=phone.mac)
-        return
-    await report_install_failure(runtime.services.firmware, session, row, before[row.id], now)
-
-
-def _bootstrap_refused(
-    runtime: WpiRuntime, asked: SessionState, message: WorkpointMessage, phone: WpiDevice
-) -> None:
-    """Remember a phone that refused the secure-mode bootstrap, so BOOTSTRAP mode stops."""
-    if (
-        message.reason is not ReasonForContact.REPLY_TO
-        or asked.asked is not Action.WRITE_ITEMS
-        or not any(key.name == GOTO_SECURE_MODE for key in asked.written)
-    ):
-        return
-    refused = message.status is ReplyStatus.FAILED or any(
-        item.failed and item.name == GOTO_SECURE_MODE for item in message.items
-    )
-    if refused and not phone.secure_refused:
-        runtime.quiet.warning("phone refused the secure-mode bootstrap", mac=phone.mac)
-        phone.secure_refused = True
-
-
-def _keep_session(
-    runtime: WpiRuntime, decision: Decision, phone: WpiDevice, hashed: str | None, now: dt.datetime
-) -> str | None:
-    """Store the session with the phone, or drop it after CleanUp; the new cookie, if any."""
-    if decision.ended:
-        _end_session(runtime, phone)
-        return None
-    new_token = None
-    if hashed is None or phone.session_token_hash != hashed:
-        new_token = secrets.token_urlsafe(24)
-        hashed = token_hash(new_token)
-        runtime.admission.opened(hashed)
-    phone.session_token_hash = hashed
-    phone.session_state = decision.state.to_json()
-    phone.session_expires_at = now + SESSION_IDLE
-    return new_token
-
-
-def _end_session(runtime: WpiRuntime, phone: WpiDevice) -> None:
-    runtime.admission.closed(phone.session_token_hash)
-    phone.session_token_hash = phone.session_state = phone.session_expires_at = None
-
-
-def _provisioned(
-    runtime: WpiRuntime,
-    request: web.Request,
-    decision: Decision,
-    device: DeviceFacts,
-    phone: WpiDevice,
-    snapshot: DeviceSnapshot,
-    now: dt.datetime,
-) -> None:
-    """An interaction that compared the configuration and ended cleanly is a "fetch".
-
-    It goes to the provisioning ledger like a 3rd-party phone's file fetch: buffered and
-    written in batches, with the device's last-seen facts, firmware and status
-    (provisioned, then active), so none of that is a synchronous write here. The
-    revision recorded is the device's configuration revision, as for files, so the
-    outdated-devices list treats Unify phones like the others.
-    """
-    if not decision.ended or not decision.state.config_checked:
-        return
-    if any(isinstance(effect, ProtocolViolation) for effect in decision.effects):
-        return
-    stored = {(name, index): value for name, index, value in phone.inventory or ()}
-    runtime.services.ledger.fetched(
-        Fetch(
-            device_id=device.id,
-            file=LEDGER_FILE,
-            content_hash=hashlib.sha256(snapshot.config_revision.encode()).hexdigest(),
-            revision=device.revision[:64],
-            at=now,
-            address=request.remote,
-            user_agent=request.headers.get("User-Agent"),
-            firmware_version=(stored.get((SOFTWARE_VERSION, None)) or "")[:64] or None,
-        )
-    )
-
-
-def _seen(request: web.Request, phone: WpiDevice, now: dt.datetime) -> None:
-    phone.last_address = request.remote
-    transport = request.transport
-    local = transport.get_extra_info("sockname") if transport is not None else None
-    if isinstance(local, tuple) and local:
-        phone.server_address = str(local[0])[:64]
-    phone.last_seen = now

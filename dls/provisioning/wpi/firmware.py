@@ -35,12 +35,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dls.db.reads import PointReads
 from dls.devices.facts import DeviceFacts
 from dls.devices.unify import ACTIVE_JOB_STATES, DeviceJob, JobKind, JobState
 from dls.firmware.engine import DeviceState
@@ -48,12 +49,15 @@ from dls.firmware.runtime import FirmwareRuntime, Offer
 from dls.firmware.versions import same_version
 from dls.provisioning.wpi.items import SOFTWARE_VERSION
 from dls.provisioning.wpi.messages import FilePriority, ReasonForContact, WorkpointMessage
+from dls.provisioning.wpi.phone import JobRecord
 from dls.provisioning.wpi.quiet import QuietLog
 from dls.provisioning.wpi.session import SessionState
 
 __all__ = [
     "ORIGIN",
+    "install_failed",
     "job_lifetime",
+    "offer_unchanged",
     "opens_interaction",
     "queue_firmware",
     "report_install_failure",
@@ -76,6 +80,8 @@ _OPENING = frozenset(
     }
 )
 _SETTLED = (JobState.ACCEPTED, JobState.FAILED)
+# A job as the WPI path holds it: read as a record, or queued here as a new ORM row.
+Job = JobRecord | DeviceJob
 _DOTTED = re.compile(r"\d+(?:\.\d+)+")
 _SOFTWARE_VERSION = re.compile(r"[Vv](\d+)\s*[Rr](\d+(?:\.\d+)*)")
 
@@ -130,9 +136,9 @@ async def queue_firmware(
     device: DeviceFacts,
     message: WorkpointMessage,
     inventory: Any,
-    queue: Sequence[DeviceJob],
+    queue: Sequence[Job],
     now: dt.datetime,
-) -> list[DeviceJob]:
+) -> list[Job]:
     """The device's job queue once the firmware offer is queued on it, if it needs to be.
 
     ``queue`` is what ``pending_jobs`` loaded; the result leaves out a job of ours the
@@ -140,8 +146,11 @@ async def queue_firmware(
     """
     offer = await firmware.offer(session, device, device.pinned_version, now)
     running = running_version(message, inventory)
-    _withdraw_unwanted(queue, offer, running, now)
-    active = [row for row in queue if row.state in ACTIVE_JOB_STATES]
+    for row in queue:
+        detail = _unwanted(row, offer, running)
+        if detail is not None:
+            row.state, row.detail, row.updated_at = JobState.EXPIRED, detail[:255], now
+    active: list[Job] = [row for row in queue if row.state in ACTIVE_JOB_STATES]
     if offer is not None and await _wants_job(session, device, offer, running, active):
         job = _new_job(firmware, device, offer, now)
         if job is not None:
@@ -155,12 +164,41 @@ async def queue_firmware(
     return active
 
 
+async def offer_unchanged(
+    firmware: FirmwareRuntime,
+    reads: PointReads,
+    device: DeviceFacts,
+    message: WorkpointMessage,
+    inventory: Any,
+    queue: Sequence[Job],
+    now: dt.datetime,
+) -> bool:
+    """Whether :func:`queue_firmware` would leave ``queue`` as it is, found without a
+    transaction: then the message needs none. False means "perhaps not": the phone runs
+    another version than the offer (a job may be due) or a job is to be withdrawn."""
+    # Without a target for its vendor, a rollout or a pin nothing can be offered
+    # (DeviceFacts.firmware_managed); the file path skips the query alike.
+    managed = device.firmware_managed or device.pinned_version
+    offer = await firmware.offer(reads, device, device.pinned_version, now) if managed else None
+    running = running_version(message, inventory)
+    if any(_unwanted(row, offer, running) is not None for row in queue):
+        return False
+    if offer is None or running is None or same_version(running, offer.version):
+        return True
+    if offer.selection.rollout_state is DeviceState.FAILED:
+        return True
+    return any(
+        row.kind is JobKind.SOFTWARE_DEPLOYMENT and row.state in ACTIVE_JOB_STATES
+        for row in queue
+    )
+
+
 async def _wants_job(
     session: AsyncSession,
     device: DeviceFacts,
     offer: Offer,
     running: str | None,
-    active: Sequence[DeviceJob],
+    active: Sequence[Job],
 ) -> bool:
     """Whether the phone needs a job for ``offer`` (the checks in the module docstring)."""
     if running is None or same_version(running, offer.version):
@@ -208,23 +246,19 @@ def _payload(offer: Offer, version: str) -> dict[str, Any]:
     }
 
 
-def _withdraw_unwanted(
-    queue: Iterable[DeviceJob], offer: Offer | None, running: str | None, now: dt.datetime
-) -> None:
-    """Expire our unsettled jobs for a version that is no longer offered or already runs."""
-    for row in queue:
-        if row.kind is not JobKind.SOFTWARE_DEPLOYMENT or row.payload.get("origin") != ORIGIN:
-            continue
-        if row.state not in ACTIVE_JOB_STATES:
-            continue
-        version = str(row.payload.get("version") or "")
-        if offer is not None and same_version(version, offer.version):
-            if not same_version(running, version):
-                continue
-            detail = f"withdrawn: the phone already runs {version}"
-        else:
-            detail = "withdrawn: this version is no longer offered"
-        row.state, row.detail, row.updated_at = JobState.EXPIRED, detail[:255], now
+def _unwanted(row: Job, offer: Offer | None, running: str | None) -> str | None:
+    """Why our unsettled job ``row`` is to be withdrawn (expired), or None to keep it:
+    its version is no longer offered, or the phone already runs it."""
+    if row.kind is not JobKind.SOFTWARE_DEPLOYMENT or row.payload.get("origin") != ORIGIN:
+        return None
+    if row.state not in ACTIVE_JOB_STATES:
+        return None
+    version = str(row.payload.get("version") or "")
+    if offer is not None and same_version(version, offer.version):
+        if not same_version(running, version):
+            return None
+        return f"withdrawn: the phone already runs {version}"
+    return "withdrawn: this version is no longer offered"
 
 
 async def _last_settled_version(session: AsyncSession, device_id: int) -> str | None:
@@ -244,25 +278,28 @@ async def _last_settled_version(session: AsyncSession, device_id: int) -> str | 
     return str(payload["version"])
 
 
+def install_failed(row: Job, before: JobState) -> bool:
+    """Whether ``row`` is a software job that just ended failed (``before``: its state
+    before this message, so a repeated report of the same failure counts once). Every
+    software job that carries a version counts, an admin's too: a failed install is a
+    failed install."""
+    return (
+        row.kind is JobKind.SOFTWARE_DEPLOYMENT
+        and row.state is JobState.FAILED
+        and before is not JobState.FAILED
+        and bool(row.payload.get("version"))
+    )
+
+
 async def report_install_failure(
     firmware: FirmwareRuntime,
     session: AsyncSession,
-    row: DeviceJob,
+    row: Job,
     before: JobState,
     now: dt.datetime,
 ) -> None:
-    """Tell the device's rollout that a software job just ended failed.
-
-    Every software job that carries a version counts, an admin's too: a failed install is
-    a failed install. ``before`` is the job's state before this message, so a repeated
-    report of the same failure counts once.
-    """
-    if (
-        row.kind is not JobKind.SOFTWARE_DEPLOYMENT
-        or row.state is not JobState.FAILED
-        or before is JobState.FAILED
-        or not row.payload.get("version")
-    ):
+    """Tell the device's rollout that a software job just ended failed (``install_failed``)."""
+    if not install_failed(row, before):
         return
     detail = f"SoftwareDeployment {row.payload['version']} (job {row.id}): {row.detail or 'failed'}"
     await firmware.report_failure(session, row.device_id, detail[:200], now)

@@ -18,6 +18,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from dls.db.types import utcnow
+from dls.db.writes import WriteConflict
 from dls.devices.models import Device
 from dls.devices.unify import ACTIVE_JOB_STATES, DeviceJob
 from dls.provisioning.wpi.dispatch import BACKGROUND, Background
@@ -86,6 +87,10 @@ async def login_service(request: web.Request) -> web.Response:
             return _plain(400, error.reason)
         try:
             answer = await exchange(runtime, request, message, token)
+        except WriteConflict:
+            # Messages of one phone kept racing each other: it retries, and finds out.
+            log.warning("WPI message kept conflicting with another; answering 503")
+            return _overloaded(RETRY_AFTER_MIN)
         except (SQLAlchemyError, OSError):
             log.exception("WPI exchange failed on the database; answering 503")
             return _overloaded(RETRY_AFTER_MIN)

@@ -29,8 +29,8 @@ from dls.devices.unify import (
     PIN_LOOKUP_PURPOSE,
     DeploymentPin,
     KeyedHash,
-    WpiDevice,
 )
+from dls.provisioning.wpi.phone import PhoneRecord
 from dls.tenancy.models import Tenant, User
 from dls.tenancy.service import effective_self_setup
 
@@ -56,7 +56,7 @@ async def bind_with_pin(
     *,
     pin: str,
     mac: str,
-    phone: WpiDevice,
+    phone: PhoneRecord,
     existing: Device | None,
     model: str | None,
     firmware: str | None,

@@ -8,8 +8,9 @@ items the phone reported (or accepted), minus three kinds that must never be kep
 - the secure-mode bootstrap items (a private key among them);
 - ``cloud-pin-value``, the user's deployment PIN.
 
-Each effect of :mod:`dls.provisioning.wpi.effects` maps to one change of a loaded row;
-the caller commits them together with the session, in one transaction.
+Each effect of :mod:`dls.provisioning.wpi.effects` maps to one change of a loaded row
+(a record of :mod:`dls.provisioning.wpi.phone`); the caller writes them together with
+the session.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Any
 from urllib.parse import unquote
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dls import audit
@@ -30,13 +30,11 @@ from dls.db.engine import WRITER
 from dls.devices.facts import DeviceFacts
 from dls.devices.models import Device, UnclaimedDevice
 from dls.devices.unify import (
-    ACTIVE_JOB_STATES,
     SECRET_MARKER,
     DeviceJob,
     JobKind,
     JobState,
     KeyedHash,
-    WpiDevice,
 )
 from dls.provisioning.wpi.effects import (
     DeploymentStatus,
@@ -54,6 +52,7 @@ from dls.provisioning.wpi.messages import (
     FileType,
     SoftwareDeployment,
 )
+from dls.provisioning.wpi.phone import JobRecord
 from dls.provisioning.wpi.secure import BOOTSTRAP_ITEMS
 from dls.provisioning.wpi.snapshot import Job
 from dls.provisioning.wpi.snapshot import JobKind as EngineJobKind
@@ -61,13 +60,11 @@ from dls.provisioning.wpi.snapshot import JobKind as EngineJobKind
 __all__ = [
     "CLOUD_PIN_VALUE",
     "CONTACT_ME_URI",
-    "DEPLOYMENT_KINDS",
     "DEVICE_TYPE",
     "MAX_JOB_ATTEMPTS",
     "apply_job_update",
     "engine_job",
     "merge_inventory",
-    "pending_jobs",
     "record_deployment_status",
     "record_local_changes",
     "record_unclaimed",
@@ -83,10 +80,11 @@ CLOUD_PIN_VALUE = "cloud-pin-value"  # [D NODE]; its use as the deployment PIN i
 MAX_JOB_ATTEMPTS = 5  # sends of one job before it counts as failed
 MAX_INVENTORY_VALUE = 4096  # characters kept per reported value; longer ones are cut
 _NEVER_STORED = BOOTSTRAP_ITEMS | {CLOUD_PIN_VALUE}
-# Jobs a ``status`` message reports on [DG p.54]: files and the firmware image.
-DEPLOYMENT_KINDS = (JobKind.FILE_DEPLOYMENT, JobKind.SOFTWARE_DEPLOYMENT)
 _UNKNOWN_INVENTORY_ITEMS = 64  # items kept for an unclaimed phone: identity, not settings
 
+# A job as the device path holds it: a record it read (dls.provisioning.wpi.phone) or a
+# row the ORM created in the same transaction (a firmware offer's job).
+JobRow = JobRecord | DeviceJob
 _ENGINE_KINDS = {kind: EngineJobKind(kind.value) for kind in JobKind}
 _STATUS_STATES = {
     JobStatus.SENT: JobState.SENT,
@@ -196,24 +194,10 @@ async def write_transaction(
 # --- jobs -----------------------------------------------------------------------------
 
 
-async def pending_jobs(session: AsyncSession, device_id: int, now: dt.datetime) -> list[DeviceJob]:
-    """The device's queue, oldest first: one indexed range scan."""
-    statement = (
-        select(DeviceJob)
-        .where(
-            DeviceJob.device_id == device_id,
-            DeviceJob.state.in_(ACTIVE_JOB_STATES),
-            DeviceJob.expires_at > now,
-        )
-        .order_by(DeviceJob.id)
-    )
-    return list((await session.scalars(statement)).all())
-
-
 _FILES = TypeAdapter(list[dict[str, str]])
 
 
-def engine_job(row: DeviceJob) -> Job | None:
+def engine_job(row: JobRow) -> Job | None:
     """The engine's view of a job row; None if its payload cannot be a command."""
     try:
         match row.kind:
@@ -240,7 +224,7 @@ def engine_job(row: DeviceJob) -> Job | None:
         return None
 
 
-def apply_job_update(row: DeviceJob, update: UpdateJob, now: dt.datetime) -> None:
+def apply_job_update(row: JobRow, update: UpdateJob, now: dt.datetime) -> None:
     row.state = _STATUS_STATES[update.status]
     row.updated_at = now
     if update.status is JobStatus.SENT:
@@ -256,8 +240,8 @@ def apply_job_update(row: DeviceJob, update: UpdateJob, now: dt.datetime) -> Non
 
 
 def record_deployment_status(
-    jobs: Sequence[DeviceJob], status: RecordDeploymentStatus, now: dt.datetime
-) -> DeviceJob | None:
+    jobs: Sequence[JobRow], status: RecordDeploymentStatus, now: dt.datetime
+) -> JobRow | None:
     """File the phone's per-file result on the newest deployment job naming the file.
 
     File deployments name their files in ``files``, a software deployment its image in
@@ -285,7 +269,7 @@ def record_deployment_status(
     return None
 
 
-def _names_file(row: DeviceJob, name: str, file_type: str | None) -> bool:
+def _names_file(row: JobRow, name: str, file_type: str | None) -> bool:
     """Whether the job ``row`` sent a file the phone would report as ``name``."""
     if file_type is not None:
         is_app = file_type.strip().upper() == FileType.APP.value
@@ -366,16 +350,4 @@ def record_local_changes(
         object_id=device.id,
         changes={"accepted": accepted, "overwritten": conflicts},
         request_id=request_id,
-    )
-
-
-def new_phone(mac: str, now: dt.datetime) -> WpiDevice:
-    return WpiDevice(
-        mac=mac,
-        bound=False,
-        contact_failures=0,
-        pin_failures=0,
-        secure_refused=False,
-        first_seen=now,
-        last_seen=now,
     )

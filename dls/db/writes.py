@@ -1,0 +1,187 @@
+"""Short write transactions for the device path: a few Core statements, all or nothing.
+
+A WPI message ends in one or two row writes: the phone's row (its session and what it
+reported) and, when a command went out or came back, a job. Written through an ORM
+session on aiosqlite, each statement was a hand-off to aiosqlite's thread, and SQLite's
+write lock was held across all of them while the event loop served other phones, so the
+other writers slept in SQLite's busy handler (bench/wpi.py: p99 of seconds).
+
+- **SQLite**: the burst runs on the event loop, on a connection of its own: ``BEGIN
+  IMMEDIATE``, the statements, ``COMMIT``; the write lock is held for a fraction of a
+  millisecond. The loop never waits for the lock: that connection's busy timeout is
+  zero, and when another connection holds the lock (another worker, the ledger, an admin
+  transaction that may itself be waiting for this loop) the burst goes through the async
+  engine instead, which waits in its own thread.
+- **Other databases** (PostgreSQL): one transaction on the main engine.
+
+Every statement must touch exactly one row. The device path reads outside any lock and
+guards each UPDATE by what it read (compare-and-set); a statement that touches no row
+means someone wrote in between: nothing is written and ``WriteConflict`` is raised, for
+the caller to read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, Executable, event
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.pool import PoolProxiedConnection, StaticPool
+
+from dls.db.engine import WRITER
+from dls.db.reads import Prepared
+
+__all__ = ["Write", "WriteBursts", "WriteConflict", "run_burst"]
+
+# Seconds between looks at a taken SQLite write lock before waiting in a thread instead.
+LOCK_RETRY_DELAYS = (0.001, 0.002, 0.004, 0.008, 0.016)
+
+
+class WriteConflict(Exception):
+    """A guarded statement touched no row: what it was based on changed meanwhile."""
+
+
+class _LockTaken(Exception):
+    """SQLite's write lock is held by another connection; take the waiting path."""
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """A single-row INSERT or UPDATE: a statement built once per shape, with its bound
+    parameters' values (building SQLAlchemy statements per message cost more CPU than
+    running them, so callers keep one statement per set of columns). Or, with a list of
+    parameter sets, an executemany whose row count is not checked (the ledger's)."""
+
+    statement: Executable
+    parameters: Mapping[str, Any] | list[Mapping[str, Any]]
+
+
+class WriteBursts:
+    """All-or-nothing bursts of single-row writes; see the module docstring."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sync = _sqlite_writer(engine)
+        self._connection: PoolProxiedConnection | None = None
+        self._statements: dict[int, Prepared] = {}
+        self._kept: list[Executable] = []
+
+    async def run(self, writes: Sequence[Write]) -> None:
+        """Execute ``writes`` in one transaction; ``WriteConflict`` if one misses."""
+        if not writes:
+            return
+        if self._sync is not None:
+            # The lock is mostly held by the ledger's or an admin's short transaction:
+            # look again a few times, waiting without blocking the loop, before the
+            # async engine's connection waits for it in its thread.
+            for delay in LOCK_RETRY_DELAYS:
+                try:
+                    self._run_here(writes)
+                    return
+                except _LockTaken:
+                    await asyncio.sleep(delay)
+        async with self._engine.connect() as connection:
+            await connection.execution_options(**WRITER)
+            async with connection.begin():
+                await run_burst(connection, writes)
+
+    def dispose(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        if self._sync is not None:
+            self._sync.dispose()
+
+    def _run_here(self, writes: Sequence[Write]) -> None:
+        assert self._sync is not None
+        if self._connection is None:
+            self._connection = self._sync.raw_connection()
+        cursor = self._connection.driver_connection.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise _LockTaken from exc
+            self._drop_connection()
+            raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+        try:
+            for write in writes:
+                prepared = self._prepared(write.statement)
+                many = isinstance(write.parameters, list)
+                try:
+                    if isinstance(write.parameters, list):
+                        cursor.executemany(
+                            prepared.sql, [prepared.parameters(one) for one in write.parameters]
+                        )
+                    else:
+                        cursor.execute(prepared.sql, prepared.parameters(write.parameters))
+                except sqlite3.IntegrityError as exc:
+                    raise IntegrityError(prepared.sql, None, exc) from exc
+                except sqlite3.OperationalError as exc:
+                    raise OperationalError(prepared.sql, None, exc) from exc
+                if not many and cursor.rowcount != 1:
+                    raise WriteConflict(prepared.sql[:80])
+            cursor.execute("COMMIT")
+        except BaseException:
+            try:
+                cursor.execute("ROLLBACK")
+            except sqlite3.Error:
+                self._drop_connection()  # no transaction left to end, or a broken one
+            raise
+
+    def _prepared(self, statement: Executable) -> Prepared:
+        assert self._sync is not None
+        # By identity: statements are built once per shape and kept (as in PointReads).
+        prepared = self._statements.get(id(statement))
+        if prepared is None:
+            prepared = Prepared(statement, self._sync.dialect)
+            self._statements[id(statement)] = prepared
+            self._kept.append(statement)  # kept alive, so its id is never reused
+        return prepared
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.invalidate()
+            self._connection = None
+
+
+async def run_burst(connection: AsyncConnection | AsyncSession, writes: Sequence[Write]) -> None:
+    """The writes in the open transaction of ``connection`` or of a session (which
+    flushes its pending ORM changes first)."""
+    for write in writes:
+        if isinstance(write.parameters, list):
+            await connection.execute(write.statement, write.parameters)
+            continue
+        result = await connection.execute(write.statement, dict(write.parameters))
+        if result.rowcount != 1:
+            raise WriteConflict(str(write.statement).split("\n", 1)[0][:80])
+
+
+def _sqlite_writer(engine: AsyncEngine) -> Engine | None:
+    """A synchronous engine on the async engine's SQLite file, or None (other databases,
+    in-memory databases, which another connection could not see)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    writer = create_sync_engine(
+        url.set(drivername="sqlite+pysqlite"),
+        poolclass=StaticPool,  # one connection, used only on the event loop's thread
+        connect_args={"check_same_thread": False, "timeout": 0},
+        isolation_level="AUTOCOMMIT",  # BEGIN IMMEDIATE and COMMIT are ours
+    )
+    event.listen(writer, "connect", _writer_pragmas)
+    return writer
+
+
+def _writer_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # as the main engine's connections
+    cursor.execute("PRAGMA busy_timeout=0")  # never wait on the event loop; see above
+    cursor.close()

@@ -1,0 +1,108 @@
+"""Write bursts: all or nothing, a guarded statement that misses writes nothing, and on
+SQLite a burst that meets the write lock taken waits for it instead of failing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dls.db.engine import WRITER, is_sqlite, session_factory
+from dls.db.types import utcnow
+from dls.db.writes import Write, WriteBursts, WriteConflict
+from dls.devices.unify import WpiDevice
+
+pytestmark = pytest.mark.db
+
+PHONES = WpiDevice.__table__
+INSERT = insert(PHONES).values(
+    mac=bindparam("k_mac"),
+    bound=False,
+    contact_failures=0,
+    secure_refused=False,
+    pin_failures=0,
+    first_seen=bindparam("at"),
+    last_seen=bindparam("at"),
+    version=0,
+)
+GUARDED = (
+    update(PHONES)
+    .where(PHONES.c.mac == bindparam("k_mac"), PHONES.c.version == bindparam("k_version"))
+    .values(version=PHONES.c.version + 1, last_address=bindparam("last_address"))
+)
+
+
+def _insert(mac: str) -> Write:
+    return Write(INSERT, {"k_mac": mac, "at": utcnow()})
+
+
+def _guarded(mac: str, version: int, address: str) -> Write:
+    return Write(GUARDED, {"k_mac": mac, "k_version": version, "last_address": address})
+
+
+async def _phones(engine: AsyncEngine) -> dict[str, tuple[int, str | None]]:
+    async with engine.connect() as connection:
+        columns = (PHONES.c.mac, PHONES.c.version, PHONES.c.last_address)
+        rows = await connection.execute(select(*columns))
+        return {mac: (version, address) for mac, version, address in rows}
+
+
+async def test_a_burst_is_written_whole(engine: AsyncEngine) -> None:
+    writes = WriteBursts(engine)
+    try:
+        await writes.run([_insert("000000000001"), _insert("000000000002")])
+        await writes.run([_guarded("000000000001", 0, "10.0.0.1")])
+        assert await _phones(engine) == {
+            "000000000001": (1, "10.0.0.1"),
+            "000000000002": (0, None),
+        }
+    finally:
+        writes.dispose()
+
+
+async def test_a_guard_that_misses_writes_nothing(engine: AsyncEngine) -> None:
+    writes = WriteBursts(engine)
+    try:
+        await writes.run([_insert("000000000001")])
+        with pytest.raises(WriteConflict):
+            # The first statement would succeed; the second was based on a stale read.
+            await writes.run([_insert("000000000002"), _guarded("000000000001", 5, "x")])
+        with pytest.raises(IntegrityError):
+            await writes.run([_guarded("000000000001", 0, "y"), _insert("000000000001")])
+        assert await _phones(engine) == {"000000000001": (0, None)}
+        await writes.run([_guarded("000000000001", 0, "10.0.0.2")])  # still usable
+        assert await _phones(engine) == {"000000000001": (1, "10.0.0.2")}
+    finally:
+        writes.dispose()
+
+
+async def test_an_executemany_is_not_counted(engine: AsyncEngine) -> None:
+    writes = WriteBursts(engine)
+    try:
+        at = utcnow()
+        await writes.run(
+            [Write(INSERT, [{"k_mac": f"00000000000{n}", "at": at} for n in range(3)])]
+        )
+        assert len(await _phones(engine)) == 3
+    finally:
+        writes.dispose()
+
+
+async def test_a_burst_waits_for_a_lock_held_elsewhere(engine: AsyncEngine) -> None:
+    if not is_sqlite(engine):
+        pytest.skip("PostgreSQL locks rows, not the database")
+    writes = WriteBursts(engine)
+    try:
+        await writes.run([_insert("000000000001")])
+        async with session_factory(engine)() as session, session.begin():
+            await session.connection(execution_options=WRITER)  # BEGIN IMMEDIATE: the lock
+            burst = asyncio.create_task(writes.run([_guarded("000000000001", 0, "late")]))
+            await asyncio.sleep(0.1)  # longer than the burst's looks on the event loop
+            assert not burst.done()
+        await asyncio.wait_for(burst, 5)
+        assert await _phones(engine) == {"000000000001": (1, "late")}
+    finally:
+        writes.dispose()
