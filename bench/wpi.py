@@ -282,17 +282,24 @@ async def _boot(server: Server, mac: str, started: float, max_refusals: int) -> 
     return outcome
 
 
-async def interactions(server: Server, macs: list[str], concurrency: int) -> Run:
+async def interactions(
+    server: Server, macs: list[str], concurrency: int, rate: float | None = None
+) -> Run:
+    """Closed loop: ``concurrency`` phones at a time, each starting when one finishes.
+    Open loop (``rate``): a phone starts every 1/rate seconds whatever the others do, and
+    at most ``concurrency`` run at once, so latency is measured at that offered load."""
     limit = asyncio.Semaphore(concurrency)
     started = time.perf_counter()
     cpu_before = server.cpu_seconds()
     client_before = time.process_time()
 
-    async def one(mac: str) -> Outcome:
+    async def one(number: int, mac: str) -> Outcome:
+        if rate:
+            await asyncio.sleep(started + number / rate - time.perf_counter())
         async with limit:
             return await _boot(server, mac, started, max_refusals=1000)
 
-    outcomes = await asyncio.gather(*(one(mac) for mac in macs))
+    outcomes = await asyncio.gather(*(one(number, mac) for number, mac in enumerate(macs)))
     run = Run(list(outcomes), time.perf_counter() - started)
     run.client_cpu = time.process_time() - client_before
     if cpu_before is not None:
@@ -303,6 +310,7 @@ async def interactions(server: Server, macs: list[str], concurrency: int) -> Run
 async def storm(server: Server, macs: list[str], window: float) -> Run:
     started = time.perf_counter()
     cpu_before = server.cpu_seconds()
+    client_before = time.process_time()
 
     async def one(mac: str) -> Outcome:
         await asyncio.sleep(random.uniform(0, window))
@@ -310,6 +318,7 @@ async def storm(server: Server, macs: list[str], window: float) -> Run:
 
     outcomes = await asyncio.gather(*(one(mac) for mac in macs))
     run = Run(list(outcomes), time.perf_counter() - started)
+    run.client_cpu = time.process_time() - client_before
     if cpu_before is not None:
         run.cpu = (server.cpu_seconds() or 0.0) - cpu_before
     return run
@@ -392,10 +401,12 @@ async def main(args: argparse.Namespace) -> None:
             )
             return
         for number in range(1, args.passes + 1):
-            run = await interactions(server, macs, args.concurrency)
+            run = await interactions(server, macs, args.concurrency, args.rate)
             what = "first configuration" if number == 1 else "steady state"
+            offered = f", {args.rate:g}/s offered" if args.rate else ""
             report(
-                f"pass {number} ({what}): {len(macs)} phones, {args.concurrency} concurrent",
+                f"pass {number} ({what}): {len(macs)} phones, "
+                f"{args.concurrency} concurrent{offered}",
                 run,
                 storm_mode=False,
             )
@@ -412,6 +423,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--phones", type=int, default=None, help="1000, or 10000 for storm")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument(
+        "--rate", type=float, help="open loop: start this many phones a second (at most "
+        "--concurrency at once) instead of a new one whenever one finishes",
+    )
     parser.add_argument("--window", type=float, default=10.0, help="storm: seconds to boot all")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--database-url", default="", help="default: SQLite in the temp dir")

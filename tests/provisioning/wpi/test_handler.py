@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from lxml import etree
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from dls import audit
 from dls.app import build_device_app
@@ -567,3 +567,75 @@ async def test_a_protocol_violation_is_logged_and_ends_the_interaction(
     assert answer(await response.read())[1] == "CleanUp"
     (record,) = [r for r in caplog.records if "protocol violation" in r.msg]
     assert record.fields["reason"] == "reply-to without an outstanding request"  # type: ignore[attr-defined]
+
+
+# --- concurrent messages of one phone ------------------------------------------------------
+
+
+async def _another_worker_writes(services: Services) -> None:
+    """What a message of the same phone on another worker does to its row meanwhile."""
+    async with services.sessions() as session, session.begin():
+        await session.execute(
+            update(WpiDevice)
+            .where(WpiDevice.mac == MAC)
+            .values(version=WpiDevice.version + 1, last_address="192.0.2.99")
+        )
+
+
+async def test_a_message_racing_another_of_its_phone_is_decided_again(
+    device_client: TestClient[Any, Any],
+    fleet: Fleet,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The phone's row is read outside any lock and written back only if unchanged: when
+    another message wrote in between, this one is decided again from a fresh read, not
+    written over it."""
+    tenant = await fleet.tenant()
+    await fleet.device(tenant, MAC, line=LINE)
+    first = await post(device_client, workpoint("start-up", *identity()))
+    cookie = first.cookies["JSESSIONID"].value
+    bursts: list[int] = []
+    run = services.writes.run
+
+    async def racing(writes: Any) -> None:
+        bursts.append(len(writes))
+        if len(bursts) == 1:
+            await _another_worker_writes(services)
+        await run(writes)
+
+    monkeypatch.setattr(services.writes, "run", racing)
+    reply = workpoint("reply-to", *identity(), action="ReadAllItems", status="accepted")
+    second = await post(device_client, reply, cookie)
+    _, action, items = answer(await second.read())
+    assert (second.status, action, items["sip-pwd"]) == (200, "WriteItems", "line-secret-1")
+    assert len(bursts) == 2
+    async with services.sessions() as session:
+        wpi = await session.get(WpiDevice, MAC)
+    assert wpi is not None
+    # Inserted by the start-up (1), written by the other worker (2), then by this one (3).
+    assert (wpi.version, wpi.last_address) == (3, "127.0.0.1")
+    done = await post(
+        device_client, workpoint("reply-to", action="WriteItems", status="accepted"), cookie
+    )
+    assert answer(await done.read())[1] == "CleanUp"
+
+
+async def test_a_message_that_keeps_losing_the_race_gets_503(
+    device_client: TestClient[Any, Any],
+    fleet: Fleet,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tenant = await fleet.tenant()
+    await fleet.device(tenant, MAC, line=LINE)
+    run = services.writes.run
+
+    async def always_late(writes: Any) -> None:
+        await _another_worker_writes(services)
+        await run(writes)
+
+    await post(device_client, workpoint("start-up", *identity()))  # the row exists
+    monkeypatch.setattr(services.writes, "run", always_late)
+    refused = await post(device_client, workpoint("start-up", *identity()))
+    assert refused.status == 503 and int(refused.headers["Retry-After"]) >= 1
