@@ -35,12 +35,12 @@ from typing import Any
 from sqlalchemy import Dialect, Engine, Executable, Select, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import PoolProxiedConnection, StaticPool
 
 from dls.db.engine import POSTGRESQL_CONNECT_ARGS
 
-__all__ = ["PointReads", "Prepared"]
+__all__ = ["PointReads", "Prepared", "Reader"]
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,8 @@ class PointReads:
                     raise
         raise AssertionError("unreachable")
 
-    async def one_or_none(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Any:
-        found = await self.rows(statement, parameters)
-        return found[0] if found else None
-
-    # Called with the same signature as AsyncSession.execute by code that accepts either.
+    # Called with the same signature as AsyncSession.execute by code that accepts either
+    # (``Reader``); iterating either result gives the rows.
     execute = rows
 
     async def dispose(self) -> None:
@@ -136,6 +133,12 @@ class PointReads:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+# Where the device path reads from: its point reads, or a session's transaction (the
+# WPI messages that need one). Both answer ``await reader.execute(statement, params)``
+# with something that iterates over the rows.
+Reader = PointReads | AsyncSession
 
 
 class Prepared:

@@ -14,16 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, exists, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from dls.db.reads import PointReads
+from dls.db.reads import Reader
 from dls.devices.effective import config_revision, join_documents
 from dls.devices.models import Device, DeviceStatus
 from dls.firmware.engine import DeviceState
 from dls.firmware.models import FirmwareTarget, RolloutDevice
 from dls.tenancy.models import Tenant, WpiSecureMode
 
-__all__ = ["DeviceFacts", "device_facts", "device_facts_in"]
+__all__ = ["DeviceFacts", "device_facts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,20 +76,16 @@ def _statement():  # type: ignore[no-untyped-def]
 _BY_MAC = _statement()
 
 
-async def device_facts(reads: PointReads, mac: str) -> DeviceFacts | None:
-    """The facts, read on the device path's own connection (a poll: no transaction)."""
-    return _facts(await reads.one_or_none(_BY_MAC, {"mac": mac}))
+async def device_facts(reader: Reader, mac: str) -> DeviceFacts | None:
+    """The facts, read on the device path's own connection (a poll: no transaction) or
+    in a session's transaction: a Core row, not the seven ORM objects ``load_context``
+    builds."""
+    for row in await reader.execute(_BY_MAC, {"mac": mac}):
+        return _facts(row)
+    return None
 
 
-async def device_facts_in(session: AsyncSession, mac: str) -> DeviceFacts | None:
-    """The facts, read in ``session``'s transaction (WPI, which writes in the same one):
-    a Core row, not the seven ORM objects ``load_context`` builds."""
-    return _facts((await session.execute(_BY_MAC, {"mac": mac})).one_or_none())
-
-
-def _facts(row: Any) -> DeviceFacts | None:
-    if row is None:
-        return None
+def _facts(row: Any) -> DeviceFacts:
     *fields, managed, device_revision = row[:14]
     return DeviceFacts(
         *fields,

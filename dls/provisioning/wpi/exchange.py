@@ -42,11 +42,11 @@ from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dls.db.reads import PointReads
+from dls.db.reads import Reader
 from dls.db.types import utcnow
 from dls.db.writes import Write, WriteConflict, run_burst
 from dls.devices.effective import DeviceContext, load_context, resolve_settings
-from dls.devices.facts import DeviceFacts, device_facts, device_facts_in
+from dls.devices.facts import DeviceFacts, device_facts
 from dls.devices.inheritance import ResolutionError
 from dls.devices.models import Device, DeviceStatus
 from dls.devices.unify import DeviceJob, JobKind, JobState
@@ -63,7 +63,6 @@ from dls.provisioning.wpi.effects import (
 )
 from dls.provisioning.wpi.engine import Decision, decide, device_mac
 from dls.provisioning.wpi.firmware import (
-    Job,
     install_failed,
     offer_unchanged,
     opens_interaction,
@@ -83,6 +82,7 @@ from dls.provisioning.wpi.messages import (
 )
 from dls.provisioning.wpi.phone import (
     JobRecord,
+    JobRow,
     PhoneRecord,
     deployment_jobs,
     pending_jobs,
@@ -202,7 +202,7 @@ class _Message:
     mac: str | None = None
     device: DeviceFacts | None = None
     phone: PhoneRecord | None = None
-    jobs: list[Job] = field(default_factory=list)
+    jobs: list[JobRow] = field(default_factory=list)
     reply: DLSMessage | None = None  # None: CleanUp, for a message not served
     new_token: str | None = None
     clear_cookie: bool = False
@@ -217,6 +217,10 @@ class _Message:
     def _warn(self, reason: str, /, **fields: object) -> None:
         self.after.append(lambda: self.runtime.quiet.warning(reason, **fields))
 
+    def _reader(self) -> Reader:
+        """Where this attempt reads: the point reads, or its transaction."""
+        return self.runtime.services.reads if self.session is None else self.session
+
     def _transaction(self) -> AsyncSession:
         if self.session is None:
             raise NeedsTransaction
@@ -229,9 +233,7 @@ class _Message:
 
     async def run(self) -> None:
         runtime, message, now = self.runtime, self.message, self.now
-        reads: PointReads | AsyncSession = (
-            runtime.services.reads if self.session is None else self.session
-        )
+        reads = self._reader()
 
         # 1. The session the cookie names, and the phone the message is about.
         state, hashed, phone = SessionState(), self.hashed, None
@@ -259,10 +261,7 @@ class _Message:
             return self._refuse("WPI session cookie presented with another mac-addr")
         if phone is None:
             phone = await phone_by_mac(reads, mac)
-        if self.session is None:
-            facts = await device_facts(runtime.services.reads, mac)
-        else:
-            facts = await device_facts_in(self.session, mac)
+        facts = await device_facts(reads, mac)
 
         # 2. Trust: the secure listener serves only the MAC its certificate names; a phone
         # bootstrapped to secure mode is served nowhere else.
@@ -340,7 +339,7 @@ class _Message:
             self._warn("self-setup refused: " + outcome.reason, mac=mac)
             return facts
         await session.flush()
-        return await device_facts_in(session, mac)
+        return await device_facts(session, mac)
 
     async def _snapshot(
         self,
@@ -373,8 +372,7 @@ class _Message:
         if bootstrap:
             desired += bootstrap_items(runtime.server_ca_pem, runtime.services.settings.secure_port)
         inventory = phone.inventory if phone else None
-        reads = runtime.services.reads if self.session is None else self.session
-        rows: list[Job] = list(await pending_jobs(reads, device.id, now))
+        rows: list[JobRow] = list(await pending_jobs(self._reader(), device.id, now))
         self.jobs = list(rows)  # all written back, a withdrawn one too
         if opening is not None:
             firmware = runtime.services.firmware
@@ -447,7 +445,7 @@ class _Message:
         ):
             raise NeedsTransaction
         by_id = {str(row.id): row for row in self.jobs}
-        ended: list[tuple[Job, JobState]] = []  # jobs that may have just failed
+        ended: list[tuple[JobRow, JobState]] = []  # jobs that may have just failed
         for effect in decision.effects:
             match effect:
                 case StoreInventory(items=items, complete=complete):
@@ -494,10 +492,10 @@ class _Message:
 
     async def _deployment_status(
         self, device: DeviceFacts, status: RecordDeploymentStatus
-    ) -> tuple[Job, JobState] | None:
+    ) -> tuple[JobRow, JobState] | None:
         """File one file's result on its job; a failed firmware image fails the install."""
         loaded = {row.id: row for row in self.jobs}
-        recent: list[Job] = []
+        recent: list[JobRow] = []
         for row in await deployment_jobs(self._transaction(), device.id):
             if row.id not in loaded:
                 self.jobs.append(row)  # written back with the others

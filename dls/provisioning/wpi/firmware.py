@@ -49,7 +49,7 @@ from dls.firmware.runtime import FirmwareRuntime, Offer
 from dls.firmware.versions import same_version
 from dls.provisioning.wpi.items import SOFTWARE_VERSION
 from dls.provisioning.wpi.messages import FilePriority, ReasonForContact, WorkpointMessage
-from dls.provisioning.wpi.phone import JobRecord
+from dls.provisioning.wpi.phone import JobRow
 from dls.provisioning.wpi.quiet import QuietLog
 from dls.provisioning.wpi.session import SessionState
 
@@ -80,8 +80,6 @@ _OPENING = frozenset(
     }
 )
 _SETTLED = (JobState.ACCEPTED, JobState.FAILED)
-# A job as the WPI path holds it: read as a record, or queued here as a new ORM row.
-Job = JobRecord | DeviceJob
 _DOTTED = re.compile(r"\d+(?:\.\d+)+")
 _SOFTWARE_VERSION = re.compile(r"[Vv](\d+)\s*[Rr](\d+(?:\.\d+)*)")
 
@@ -136,9 +134,9 @@ async def queue_firmware(
     device: DeviceFacts,
     message: WorkpointMessage,
     inventory: Any,
-    queue: Sequence[Job],
+    queue: Sequence[JobRow],
     now: dt.datetime,
-) -> list[Job]:
+) -> list[JobRow]:
     """The device's job queue once the firmware offer is queued on it, if it needs to be.
 
     ``queue`` is what ``pending_jobs`` loaded; the result leaves out a job of ours the
@@ -150,7 +148,7 @@ async def queue_firmware(
         detail = _unwanted(row, offer, running)
         if detail is not None:
             row.state, row.detail, row.updated_at = JobState.EXPIRED, detail[:255], now
-    active: list[Job] = [row for row in queue if row.state in ACTIVE_JOB_STATES]
+    active: list[JobRow] = [row for row in queue if row.state in ACTIVE_JOB_STATES]
     if offer is not None and await _wants_job(session, device, offer, running, active):
         job = _new_job(firmware, device, offer, now)
         if job is not None:
@@ -170,7 +168,7 @@ async def offer_unchanged(
     device: DeviceFacts,
     message: WorkpointMessage,
     inventory: Any,
-    queue: Sequence[Job],
+    queue: Sequence[JobRow],
     now: dt.datetime,
 ) -> bool:
     """Whether :func:`queue_firmware` would leave ``queue`` as it is, found without a
@@ -198,7 +196,7 @@ async def _wants_job(
     device: DeviceFacts,
     offer: Offer,
     running: str | None,
-    active: Sequence[Job],
+    active: Sequence[JobRow],
 ) -> bool:
     """Whether the phone needs a job for ``offer`` (the checks in the module docstring)."""
     if running is None or same_version(running, offer.version):
@@ -246,7 +244,7 @@ def _payload(offer: Offer, version: str) -> dict[str, Any]:
     }
 
 
-def _unwanted(row: Job, offer: Offer | None, running: str | None) -> str | None:
+def _unwanted(row: JobRow, offer: Offer | None, running: str | None) -> str | None:
     """Why our unsettled job ``row`` is to be withdrawn (expired), or None to keep it:
     its version is no longer offered, or the phone already runs it."""
     if row.kind is not JobKind.SOFTWARE_DEPLOYMENT or row.payload.get("origin") != ORIGIN:
@@ -278,7 +276,7 @@ async def _last_settled_version(session: AsyncSession, device_id: int) -> str | 
     return str(payload["version"])
 
 
-def install_failed(row: Job, before: JobState) -> bool:
+def install_failed(row: JobRow, before: JobState) -> bool:
     """Whether ``row`` is a software job that just ended failed (``before``: its state
     before this message, so a repeated report of the same failure counts once). Every
     software job that carries a version counts, an admin's too: a failed install is a
@@ -294,7 +292,7 @@ def install_failed(row: Job, before: JobState) -> bool:
 async def report_install_failure(
     firmware: FirmwareRuntime,
     session: AsyncSession,
-    row: Job,
+    row: JobRow,
     before: JobState,
     now: dt.datetime,
 ) -> None:

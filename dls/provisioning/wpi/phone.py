@@ -25,24 +25,21 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sqlalchemy import Executable, bindparam, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from dls.db.reads import PointReads
+from dls.db.reads import Reader
 from dls.db.writes import Write
 from dls.devices.unify import ACTIVE_JOB_STATES, DeviceJob, JobKind, JobState, WpiDevice
 
 __all__ = [
     "JobRecord",
+    "JobRow",
     "PhoneRecord",
-    "Source",
     "deployment_jobs",
     "pending_jobs",
     "phone_by_mac",
     "phone_by_token",
 ]
 
-# Where records are read from: the device path's point reads, or a session's transaction.
-Source = PointReads | AsyncSession
 
 _PHONES = WpiDevice.__table__
 _JOBS = DeviceJob.__table__
@@ -165,6 +162,10 @@ class JobRecord:
         )
 
 
+# A job as the WPI path holds it: a record it read, or a row the ORM created in the same
+# transaction (a firmware offer's job). The functions of ``store`` and ``firmware``
+# change either alike.
+JobRow = JobRecord | DeviceJob
 _JOB_COLUMNS = tuple(f.name for f in fields(JobRecord) if f.name != "read")
 _UPDATE_JOB = (
     update(_JOBS)
@@ -201,29 +202,23 @@ _DEPLOYMENTS = (
 )
 
 
-async def _rows(source: Source, statement: Any, parameters: dict[str, Any]) -> Any:
-    if isinstance(source, PointReads):
-        return await source.rows(statement, parameters)
-    return (await source.execute(statement, parameters)).all()
-
-
-async def phone_by_mac(source: Source, mac: str) -> PhoneRecord | None:
-    found = await _rows(source, _PHONE_BY_MAC, {"mac": mac})
+async def phone_by_mac(source: Reader, mac: str) -> PhoneRecord | None:
+    found = list(await source.execute(_PHONE_BY_MAC, {"mac": mac}))
     return PhoneRecord.from_row(found[0]) if found else None
 
 
-async def phone_by_token(source: Source, token_hash: str) -> PhoneRecord | None:
-    found = await _rows(source, _PHONE_BY_TOKEN, {"token": token_hash})
+async def phone_by_token(source: Reader, token_hash: str) -> PhoneRecord | None:
+    found = list(await source.execute(_PHONE_BY_TOKEN, {"token": token_hash}))
     return PhoneRecord.from_row(found[0]) if found else None
 
 
-async def pending_jobs(source: Source, device_id: int, now: dt.datetime) -> list[JobRecord]:
+async def pending_jobs(source: Reader, device_id: int, now: dt.datetime) -> list[JobRecord]:
     """The device's queue, oldest first: one indexed range scan."""
-    found = await _rows(source, _PENDING, {"device_id": device_id, "now": now})
+    found = await source.execute(_PENDING, {"device_id": device_id, "now": now})
     return [JobRecord.from_row(row) for row in found]
 
 
-async def deployment_jobs(source: Source, device_id: int) -> list[JobRecord]:
+async def deployment_jobs(source: Reader, device_id: int) -> list[JobRecord]:
     """The device's latest file and software deployments, newest first."""
-    found = await _rows(source, _DEPLOYMENTS, {"device_id": device_id})
+    found = await source.execute(_DEPLOYMENTS, {"device_id": device_id})
     return [JobRecord.from_row(row) for row in found]

@@ -31,7 +31,6 @@ from dls.devices.facts import DeviceFacts
 from dls.devices.models import Device, UnclaimedDevice
 from dls.devices.unify import (
     SECRET_MARKER,
-    DeviceJob,
     JobKind,
     JobState,
     KeyedHash,
@@ -52,7 +51,7 @@ from dls.provisioning.wpi.messages import (
     FileType,
     SoftwareDeployment,
 )
-from dls.provisioning.wpi.phone import JobRecord
+from dls.provisioning.wpi.phone import JobRow
 from dls.provisioning.wpi.secure import BOOTSTRAP_ITEMS
 from dls.provisioning.wpi.snapshot import Job
 from dls.provisioning.wpi.snapshot import JobKind as EngineJobKind
@@ -82,9 +81,6 @@ MAX_INVENTORY_VALUE = 4096  # characters kept per reported value; longer ones ar
 _NEVER_STORED = BOOTSTRAP_ITEMS | {CLOUD_PIN_VALUE}
 _UNKNOWN_INVENTORY_ITEMS = 64  # items kept for an unclaimed phone: identity, not settings
 
-# A job as the device path holds it: a record it read (dls.provisioning.wpi.phone) or a
-# row the ORM created in the same transaction (a firmware offer's job).
-JobRow = JobRecord | DeviceJob
 _ENGINE_KINDS = {kind: EngineJobKind(kind.value) for kind in JobKind}
 _STATUS_STATES = {
     JobStatus.SENT: JobState.SENT,
