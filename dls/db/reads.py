@@ -29,7 +29,7 @@ import asyncio
 import collections
 import logging
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Dialect, Engine, Executable, Select, event
@@ -40,7 +40,7 @@ from sqlalchemy.pool import PoolProxiedConnection, StaticPool
 
 from dls.db.engine import POSTGRESQL_CONNECT_ARGS
 
-__all__ = ["PointReads", "Prepared", "Reader"]
+__all__ = ["PointReads", "Prepared", "PreparedStatements", "Reader", "sqlite_loop_engine"]
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,11 @@ class PointReads:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._sync: Engine | None = _sqlite_reader(engine)
+        self._sync = sqlite_loop_engine(engine, SQLITE_READ_BUSY_MS, _read_only)
+        self._prepared = PreparedStatements(self._sync.dialect) if self._sync else None
         self._async: AsyncEngine | None = None  # made on first use
         self._gate = asyncio.Semaphore(READ_POOL_SIZE)  # fair since Python 3.11
         self._connection: PoolProxiedConnection | None = None
-        self._prepared: dict[int, Prepared] = {}
-        self._statements: list[Select[Any]] = []
 
     async def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Sequence[Any]:
         """The rows of ``statement`` (built once, with bound parameters), as named tuples
@@ -113,12 +112,8 @@ class PointReads:
         return self._async
 
     def _read_here(self, statement: Select[Any], parameters: Mapping[str, Any]) -> list[Any]:
-        assert self._sync is not None
-        # By identity: statements are module constants, and clause elements overload ==.
-        prepared = self._prepared.get(id(statement))
-        if prepared is None:
-            prepared = self._prepared[id(statement)] = Prepared(statement, self._sync.dialect)
-            self._statements.append(statement)  # kept alive, so its id is never reused
+        assert self._sync is not None and self._prepared is not None
+        prepared = self._prepared[statement]
         if self._connection is None:
             self._connection = self._sync.raw_connection()
         try:
@@ -197,26 +192,48 @@ class Prepared:
         ]
 
 
-def _sqlite_reader(engine: AsyncEngine) -> Engine | None:
-    """A synchronous engine on the async engine's SQLite file, or None (other databases,
-    in-memory databases, which another connection could not see)."""
+def sqlite_loop_engine(
+    engine: AsyncEngine, busy_timeout_ms: int, on_connect: Callable[[sqlite3.Connection], None]
+) -> Engine | None:
+    """A synchronous engine with one connection to the async engine's SQLite file, for use
+    on the event loop's thread only; None for other databases and in-memory ones (another
+    connection could not see them). ``on_connect`` sets the connection's pragmas."""
     url = engine.url
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
-    reader = create_sync_engine(
+    loop_engine = create_sync_engine(
         url.set(drivername="sqlite+pysqlite"),
-        poolclass=StaticPool,  # one connection, used only on the event loop's thread
-        connect_args={"check_same_thread": False, "timeout": SQLITE_READ_BUSY_MS / 1000},
-        isolation_level="AUTOCOMMIT",
+        poolclass=StaticPool,
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+        isolation_level="AUTOCOMMIT",  # a read needs no transaction; writes issue their own
     )
-    event.listen(reader, "connect", _read_only)
-    return reader
+    event.listen(loop_engine, "connect", lambda connection, _record: on_connect(connection))
+    return loop_engine
 
 
-def _read_only(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+class PreparedStatements:
+    """``Prepared`` per statement for one dialect. Statements are module constants (or
+    built once per shape) and looked up by identity, since clause elements overload
+    ``==``; each is kept alive here, so its id is never reused."""
+
+    __slots__ = ("_dialect", "_kept", "_prepared")
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._prepared: dict[int, Prepared] = {}
+        self._kept: list[Executable] = []
+
+    def __getitem__(self, statement: Executable) -> Prepared:
+        prepared = self._prepared.get(id(statement))
+        if prepared is None:
+            prepared = self._prepared[id(statement)] = Prepared(statement, self._dialect)
+            self._kept.append(statement)
+        return prepared
+
+
+def _read_only(dbapi_connection: sqlite3.Connection) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA query_only=ON")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_READ_BUSY_MS}")
     # Read the file through a memory map rather than copying pages into SQLite's cache:
     # a fifth less CPU per read in a 100,000-device database here.
     cursor.execute(f"PRAGMA mmap_size={SQLITE_READ_MMAP_BYTES}")

@@ -31,14 +31,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Executable, event
-from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import Executable
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-from sqlalchemy.pool import PoolProxiedConnection, StaticPool
+from sqlalchemy.pool import PoolProxiedConnection
 
 from dls.db.engine import WRITER
-from dls.db.reads import Prepared
+from dls.db.reads import PreparedStatements, sqlite_loop_engine
 
 __all__ = ["Write", "WriteBursts", "WriteConflict", "run_burst"]
 
@@ -70,10 +69,9 @@ class WriteBursts:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._sync = _sqlite_writer(engine)
+        self._sync = sqlite_loop_engine(engine, 0, _writer_pragmas)  # never wait on the loop
+        self._prepared = PreparedStatements(self._sync.dialect) if self._sync else None
         self._connection: PoolProxiedConnection | None = None
-        self._statements: dict[int, Prepared] = {}
-        self._kept: list[Executable] = []
 
     async def run(self, writes: Sequence[Write]) -> None:
         """Execute ``writes`` in one transaction; ``WriteConflict`` if one misses."""
@@ -102,7 +100,7 @@ class WriteBursts:
             self._sync.dispose()
 
     def _run_here(self, writes: Sequence[Write]) -> None:
-        assert self._sync is not None
+        assert self._sync is not None and self._prepared is not None
         if self._connection is None:
             self._connection = self._sync.raw_connection()
         cursor = self._connection.driver_connection.cursor()
@@ -115,7 +113,7 @@ class WriteBursts:
             raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
         try:
             for write in writes:
-                prepared = self._prepared(write.statement)
+                prepared = self._prepared[write.statement]
                 many = isinstance(write.parameters, list)
                 try:
                     if isinstance(write.parameters, list):
@@ -138,16 +136,6 @@ class WriteBursts:
                 self._drop_connection()  # no transaction left to end, or a broken one
             raise
 
-    def _prepared(self, statement: Executable) -> Prepared:
-        assert self._sync is not None
-        # By identity: statements are built once per shape and kept (as in PointReads).
-        prepared = self._statements.get(id(statement))
-        if prepared is None:
-            prepared = Prepared(statement, self._sync.dialect)
-            self._statements[id(statement)] = prepared
-            self._kept.append(statement)  # kept alive, so its id is never reused
-        return prepared
-
     def _drop_connection(self) -> None:
         if self._connection is not None:
             self._connection.invalidate()
@@ -166,25 +154,8 @@ async def run_burst(connection: AsyncConnection | AsyncSession, writes: Sequence
             raise WriteConflict(str(write.statement).split("\n", 1)[0][:80])
 
 
-def _sqlite_writer(engine: AsyncEngine) -> Engine | None:
-    """A synchronous engine on the async engine's SQLite file, or None (other databases,
-    in-memory databases, which another connection could not see)."""
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    writer = create_sync_engine(
-        url.set(drivername="sqlite+pysqlite"),
-        poolclass=StaticPool,  # one connection, used only on the event loop's thread
-        connect_args={"check_same_thread": False, "timeout": 0},
-        isolation_level="AUTOCOMMIT",  # BEGIN IMMEDIATE and COMMIT are ours
-    )
-    event.listen(writer, "connect", _writer_pragmas)
-    return writer
-
-
-def _writer_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+def _writer_pragmas(dbapi_connection: sqlite3.Connection) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")  # as the main engine's connections
-    cursor.execute("PRAGMA busy_timeout=0")  # never wait on the event loop; see above
     cursor.close()
