@@ -114,7 +114,8 @@ class DigestVerifier:
 
     def verify(self, credentials: Credentials, method: str, username: str, password: str) -> bool:
         """Whether the response proves ``password``; constant time in the comparison."""
-        return self.verify_ha1(credentials, method, username, ha1(credentials, password))
+        secret = ha1(credentials.username, credentials.algorithm, password)
+        return self.verify_ha1(credentials, method, username, secret)
 
     def verify_ha1(
         self, credentials: Credentials, method: str, username: str, secret: str | None
@@ -143,10 +144,10 @@ class DigestVerifier:
         return hmac.compare_digest(expected, credentials.response)
 
 
-def ha1(credentials: Credentials, password: str) -> str | None:
+def ha1(username: str, algorithm: str, password: str) -> str | None:
     """H(username:realm:password) for the algorithm and user-name spelling the client
     used (RFC 7616 3.4.2); None for an algorithm we do not offer."""
-    hash_function = _ALGORITHMS.get(credentials.algorithm)
+    hash_function = _ALGORITHMS.get(algorithm)
     if hash_function is None:
         return None
-    return hash_function(f"{credentials.username}:{REALM}:{password}".encode()).hexdigest()
+    return hash_function(f"{username}:{REALM}:{password}".encode()).hexdigest()

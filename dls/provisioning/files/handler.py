@@ -34,7 +34,7 @@ from dls.devices.registry import digest_purpose
 from dls.devices.settings import DeviceSettings, FirmwareTarget
 from dls.firmware.runtime import FirmwareRuntime, Offer
 from dls.provisioning.files.detect import Detection, Detector, Rejection
-from dls.provisioning.files.digest import Credentials, DigestVerifier, ha1, parse_authorization
+from dls.provisioning.files.digest import DigestVerifier, ha1, parse_authorization
 from dls.provisioning.files.profiles import (
     FileRole,
     FileScope,
@@ -196,7 +196,7 @@ class FileProvisioner:
             )
         else:
             # Hash a dummy password for unknown devices, so both take about the same time.
-            secret = ha1(credentials, _DUMMY_PASSWORD)
+            secret = ha1(credentials.username, credentials.algorithm, _DUMMY_PASSWORD)
         valid = self._digest.verify_ha1(credentials, request.method, detection.mac or "", secret)
         if not (device is not None and valid and nonce == "fresh"):
             return _not_found()
@@ -213,7 +213,7 @@ class FileProvisioner:
         except SecretError:
             log.warning("digest password does not decrypt; was the key rotated?")
             return None
-        return ha1(_username_only(username, algorithm), password)
+        return ha1(username, algorithm, password)
 
     def _challenge(self, *, stale: bool) -> web.Response:
         response = web.Response(status=401, body=b"authentication required\n")
@@ -410,11 +410,6 @@ def _write(target: Path, body: bytes) -> None:
     temporary = target.with_suffix(target.suffix + ".part")
     temporary.write_bytes(body)
     temporary.replace(target)
-
-
-def _username_only(username: str, algorithm: str) -> Credentials:
-    """Credentials carrying just what ``ha1`` reads."""
-    return Credentials(username, "", "", "", "", algorithm, None, None, None)
 
 
 def _agent(request: web.Request) -> str | None:
