@@ -30,6 +30,7 @@ from dls.db.types import utcnow
 from dls.devices.models import Device, DeviceStatus
 from dls.devices.unify import ACTIVE_JOB_STATES, DeviceJob, JobKind, JobState, WpiDevice
 from dls.provisioning.wpi.contact import ContactRefused, ContactSender, contact_target
+from dls.provisioning.wpi.firmware import report_failed_install
 from dls.provisioning.wpi.runtime import SESSION_IDLE_TIMEOUT, WpiRuntime
 from dls.provisioning.wpi.store import MAX_JOB_ATTEMPTS, write_transaction
 
@@ -253,9 +254,14 @@ class Background:
             for job_id, device_id, kind, payload in unanswered.all():
                 version = (payload or {}).get("version")
                 if kind is JobKind.SOFTWARE_DEPLOYMENT and version:
-                    detail = f"SoftwareDeployment {version} (job {job_id}): never answered"
-                    await self.runtime.services.firmware.report_failure(
-                        session, device_id, detail[:200], now
+                    await report_failed_install(
+                        self.runtime.services.firmware,
+                        session,
+                        device_id,
+                        job_id,
+                        str(version),
+                        "never answered",
+                        now,
                     )
 
 

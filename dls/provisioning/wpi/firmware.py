@@ -60,6 +60,7 @@ __all__ = [
     "offer_unchanged",
     "opens_interaction",
     "queue_firmware",
+    "report_failed_install",
     "report_install_failure",
     "running_version",
     "wpi_version",
@@ -297,7 +298,20 @@ async def report_install_failure(
     now: dt.datetime,
 ) -> None:
     """Tell the device's rollout that a software job just ended failed (``install_failed``)."""
-    if not install_failed(row, before):
-        return
-    detail = f"SoftwareDeployment {row.payload['version']} (job {row.id}): {row.detail or 'failed'}"
-    await firmware.report_failure(session, row.device_id, detail[:200], now)
+    if install_failed(row, before):
+        version, why = str(row.payload["version"]), row.detail or "failed"
+        await report_failed_install(firmware, session, row.device_id, row.id, version, why, now)
+
+
+async def report_failed_install(
+    firmware: FirmwareRuntime,
+    session: AsyncSession,
+    device_id: int,
+    job_id: int,
+    version: str,
+    why: str,
+    now: dt.datetime,
+) -> None:
+    """The rollout's record of a failed install, named after the job that carried it."""
+    detail = f"SoftwareDeployment {version} (job {job_id}): {why}"
+    await firmware.report_failure(session, device_id, detail[:200], now)
