@@ -147,8 +147,8 @@ class FirmwareRuntime:
     ) -> Offer | None:
         """The offer for a device known only by its row (reads its own settings document).
 
-        Callers that loaded the device's configuration context already (the file and WPI
-        device paths) call ``offer`` with its device document's pin instead: one query less.
+        The file and WPI device paths call ``offer`` instead, with the pin their device
+        facts already carry (``DeviceFacts.pinned_version``): one query less.
         """
         document = await session.scalar(
             select(SettingsDocument).where(
