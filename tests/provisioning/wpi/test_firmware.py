@@ -30,6 +30,7 @@ from dls.firmware.rollouts import RolloutRequest, TargetSpec, create_rollout
 from dls.firmware.targets import set_target
 from dls.pki import ensure_pki
 from dls.provisioning.ledger import Ledger
+from dls.provisioning.wpi.dispatch import BACKGROUND, STALE_SENT
 from dls.provisioning.wpi.firmware import ORIGIN, wpi_version
 from dls.provisioning.wpi.store import MAX_JOB_ATTEMPTS
 from dls.secretbox import load_secret_box
@@ -330,23 +331,36 @@ async def test_a_phone_told_to_fail_reports_the_app_file_failed(
     assert row.result["healthz"]["status"] == "failed"
 
 
-@pytest.mark.parametrize("ending", ["refused", "unanswered"])
-async def test_a_software_job_that_ends_failed_fails_the_rollout_device(
-    device_client: TestClient[Any, Any], fleet: Fleet, services: Services, ending: str
-) -> None:
+async def admins_job_in_rollout(fleet: Fleet, services: Services) -> tuple[Device, int, int]:
+    """A device in a rollout of TARGET with an admin's job for that version: the device,
+    the rollout's id and the job's."""
     await Images(services).image("unify", TARGET, (MODEL,))
     tenant = await fleet.tenant()
     device = await fleet.device(tenant, MAC)
     rollout_id = await rollout(services, tenant)
-    # An admin's job for the rollout's version, sent once too often if unanswered.
     job_id = await fleet.job(
         device, JobKind.SOFTWARE_DEPLOYMENT, {"url": "https://x/os40.img", "version": TARGET}
     )
+    return device, rollout_id, job_id
+
+
+async def sent_too_often(services: Services, job_id: int, at: dt.datetime | None = None) -> None:
+    """The job was sent as often as allowed (last at ``at``) and never answered."""
+    async with services.sessions() as session, session.begin():
+        row = await session.get(DeviceJob, job_id)
+        assert row is not None
+        row.attempts, row.state = MAX_JOB_ATTEMPTS, JobState.SENT
+        if at is not None:
+            row.updated_at = at
+
+
+@pytest.mark.parametrize("ending", ["refused", "unanswered"])
+async def test_a_software_job_that_ends_failed_fails_the_rollout_device(
+    device_client: TestClient[Any, Any], fleet: Fleet, services: Services, ending: str
+) -> None:
+    device, rollout_id, job_id = await admins_job_in_rollout(fleet, services)
     if ending == "unanswered":
-        async with services.sessions() as session, session.begin():
-            row = await session.get(DeviceJob, job_id)
-            assert row is not None
-            row.attempts, row.state = MAX_JOB_ATTEMPTS, JobState.SENT
+        await sent_too_often(services, job_id)  # the next send is one too many
     cookie, items = await until_software_deployment(device_client)
     assert items["file-sw-version"] == TARGET
     if ending == "refused":
@@ -381,21 +395,9 @@ def test_versions_are_sent_dotted(version: str, sent: str | None) -> None:
 async def test_a_software_job_housekeeping_gives_up_on_fails_the_rollout_device(
     device_client: TestClient[Any, Any], fleet: Fleet, services: Services
 ) -> None:
-    from dls.provisioning.wpi.dispatch import BACKGROUND, STALE_SENT
-
-    await Images(services).image("unify", TARGET, (MODEL,))
-    tenant = await fleet.tenant()
-    device = await fleet.device(tenant, MAC)
-    rollout_id = await rollout(services, tenant)
-    job_id = await fleet.job(
-        device, JobKind.SOFTWARE_DEPLOYMENT, {"url": "https://x/os40.img", "version": TARGET}
-    )
+    device, rollout_id, job_id = await admins_job_in_rollout(fleet, services)
     # Sent as often as allowed, long ago, and never answered: the phone went away.
-    async with services.sessions() as session, session.begin():
-        row = await session.get(DeviceJob, job_id)
-        assert row is not None
-        row.attempts, row.state = MAX_JOB_ATTEMPTS, JobState.SENT
-        row.updated_at = utcnow() - STALE_SENT - dt.timedelta(seconds=1)
+    await sent_too_often(services, job_id, utcnow() - STALE_SENT - dt.timedelta(seconds=1))
 
     await device_client.server.app[BACKGROUND].maintain()
 
