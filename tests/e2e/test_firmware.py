@@ -117,7 +117,6 @@ checksum_source = "https://example.net/test-release"
     return image
 
 
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerProcess]:
     root = tmp_path_factory.mktemp("firmware")
@@ -378,6 +377,31 @@ async def test_a_rollout_to_fifty_mixed_devices_completes_in_three_waves(
 # --- a canary that fails --------------------------------------------------------------------
 
 
+async def canary_rollout(
+    admin: AdminClient,
+    tenant: str,
+    target: tuple[str, str, str],
+    canary_id: int,
+    wave_seconds: int,
+) -> str:
+    """A rollout of ``target`` (vendor, model, version) whose first wave is the canary
+    alone and which halts on its first failure; its API path."""
+    vendor, model, version = target
+    rollout = await admin.call(
+        "POST",
+        f"/tenants/{tenant}/firmware/rollouts",
+        {
+            "name": f"canary {vendor} {version}",
+            "targets": [{"vendor": vendor, "model": model, "version": version}],
+            "waves": [{"devices": [canary_id]}, {"percent": 100}],
+            "failure_threshold_percent": 0,
+            "wave_timeout_seconds": wave_seconds,
+        },
+        expect=201,
+    )
+    return f"/tenants/{tenant}/firmware/rollouts/{rollout['id']}"
+
+
 @pytest.mark.parametrize("failure", [FirmwareFailure.NO_INSTALL, FirmwareFailure.WRONG_VERSION])
 async def test_a_failing_canary_halts_the_rollout_before_the_second_wave(
     server: ServerProcess, admin: AdminClient, failure: FirmwareFailure
@@ -398,19 +422,8 @@ async def test_a_failing_canary_halts_the_rollout_before_the_second_wave(
     )
     # No return within 3 s counts as a failure; a wrong version fails at once.
     await quiet()
-    rollout = await admin.call(
-        "POST",
-        f"/tenants/{tenant}/firmware/rollouts",
-        {
-            "name": f"canary {failure}",
-            "targets": [{"vendor": vendor, "model": model, "version": target}],
-            "waves": [{"devices": [canary_id]}, {"percent": 100}],
-            "failure_threshold_percent": 0,
-            "wave_timeout_seconds": 3 if failure is FirmwareFailure.NO_INSTALL else 600,
-        },
-        expect=201,
-    )
-    path = f"/tenants/{tenant}/firmware/rollouts/{rollout['id']}"
+    timeout = 3 if failure is FirmwareFailure.NO_INSTALL else 600
+    path = await canary_rollout(admin, tenant, (vendor, model, target), canary_id, timeout)
     canary = sims[canary_id]
     await canary.provision()
     update = await canary.update_firmware(
@@ -482,19 +495,7 @@ async def test_a_unify_canary_that_fails_its_install_halts_the_rollout(
         lambda: admin.device(tenant, canary_id), lambda d: d["firmware_version"], within=10
     )
     await quiet()
-    rollout = await admin.call(
-        "POST",
-        f"/tenants/{tenant}/firmware/rollouts",
-        {
-            "name": "unify canary",
-            "targets": [{"vendor": "unify", "model": model, "version": target}],
-            "waves": [{"devices": [canary_id]}, {"percent": 100}],
-            "failure_threshold_percent": 0,
-            "wave_timeout_seconds": 600,
-        },
-        expect=201,
-    )
-    path = f"/tenants/{tenant}/firmware/rollouts/{rollout['id']}"
+    path = await canary_rollout(admin, tenant, ("unify", model, target), canary_id, 600)
     canary = sims[canary_id]
     *_, deployed, status = await canary.start_up()
     assert deployed.actions[-2:] == ["SoftwareDeployment", "CleanUp"]
