@@ -25,13 +25,20 @@ def find_py_spy() -> str | None:
 
 
 def start(
-    py_spy: str, pid: int, output: Path, duration_s: int, rate: int = 200
+    py_spy: str,
+    pid: int,
+    output: Path,
+    duration_s: int,
+    rate: int = 200,
+    *,
+    children: bool = True,
 ) -> subprocess.Popen[bytes]:
-    """py-spy record on ``pid`` and its children (workers), collapsed stacks per thread."""
+    """py-spy record on ``pid`` and, with ``children``, its children (workers): collapsed
+    stacks per thread."""
     command = [
-        py_spy, "record", "--pid", str(pid), "--subprocesses", "--threads", "--nonblocking",
-        "--rate", str(rate), "--duration", str(duration_s), "--format", "raw",
-        "--output", str(output),
+        py_spy, "record", "--pid", str(pid), *(["--subprocesses"] if children else []),
+        "--threads", "--nonblocking", "--rate", str(rate), "--duration", str(duration_s),
+        "--format", "raw", "--output", str(output),
     ]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

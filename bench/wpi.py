@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,8 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pyspy
 
 from dls.sim.unify import SimulationError, UnifyPhone
 
@@ -372,6 +376,38 @@ def report(title: str, run: Run, *, storm_mode: bool) -> None:
         print(f"  errors            {len(errors)}, e.g. {errors[0]}")
 
 
+@contextlib.contextmanager
+def _sampled(server: Server, directory: str | None, name: str) -> Iterator[None]:
+    """py-spy on the server (its event-loop threads) and on this client while the block
+    runs; the summaries go to ``directory``/``name``-{server,client}.txt."""
+    py_spy = pyspy.find_py_spy() if directory else None
+    if directory and not py_spy:
+        print("bench: --profile needs py-spy (pip install py-spy)")
+    if not directory or not py_spy or server.process is None:
+        yield
+        return
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    # The client's own process only: the server it spawned is its child.
+    targets = {"server": (server.process.pid, True), "client": (os.getpid(), False)}
+    samplers = {
+        side: pyspy.start(
+            py_spy, pid, out / f"{name}-{side}.raw", duration_s=3600, children=children
+        )
+        for side, (pid, children) in targets.items()
+    }
+    try:
+        yield
+    finally:
+        for sampler in samplers.values():
+            sampler.send_signal(signal.SIGINT)  # py-spy writes what it has and exits
+        for side, sampler in samplers.items():
+            sampler.wait(60)
+            text = pyspy.summarise(out / f"{name}-{side}.raw", top=40)
+            (out / f"{name}-{side}.txt").write_text(text + "\n")
+            print(f"  profile           {out / f'{name}-{side}.txt'}")
+
+
 async def main(args: argparse.Namespace) -> None:
     if args.device_url:
         server = Server(
@@ -393,7 +429,8 @@ async def main(args: argparse.Namespace) -> None:
         database = "PostgreSQL" if "postgresql" in args.database_url else "SQLite"
         print(f"server: {args.workers} worker(s), {database}, on {os.cpu_count()} CPUs shared")
         if args.mode == "storm":
-            run = await storm(server, macs, args.window)
+            with _sampled(server, args.profile, "storm"):
+                run = await storm(server, macs, args.window)
             report(
                 f"boot storm: {len(macs)} phones starting within {args.window:g} s",
                 run,
@@ -401,7 +438,8 @@ async def main(args: argparse.Namespace) -> None:
             )
             return
         for number in range(1, args.passes + 1):
-            run = await interactions(server, macs, args.concurrency, args.rate)
+            with _sampled(server, args.profile, f"pass{number}"):
+                run = await interactions(server, macs, args.concurrency, args.rate)
             what = "first configuration" if number == 1 else "steady state"
             offered = f", {args.rate:g}/s offered" if args.rate else ""
             report(
@@ -438,6 +476,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ca")
     parser.add_argument("--username")
     parser.add_argument("--password")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="sample server and client with py-spy during each "
+        "pass and write per-function summaries to DIR",
+    )
     args = parser.parse_args()
     if args.phones is None:
         args.phones = 10_000 if args.mode == "storm" else 1000

@@ -1,21 +1,26 @@
 """A device with everything its configuration depends on, loaded in one indexed query.
 
-This is the device path's only read: the device row by MAC, its tenant, and the five
-settings documents (system, tenant, group, user, device) by outer joins on unique keys.
-The configuration revision is made of the documents' revisions and the device's own, so
-it changes whenever anything the rendered files depend on changes, and costs no write.
+The device row, its tenant, and the five settings documents (system, tenant, group, user,
+device) by outer joins on unique keys: as ORM objects for the admin API
+(``load_context``), or as plain columns for the device paths, which render on a cache miss
+and need only the documents and the device's line offset (``settings_sources``: a Core
+row, a tenth of the ORM load's cost, which a boot storm of first configurations pays per
+phone). The configuration revision is made of the documents' revisions and the device's
+own, so it changes whenever anything the rendered files depend on changes, and costs no
+write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Select, and_, bindparam, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from dls.db.reads import Reader
 from dls.devices.inheritance import Level, Resolution, SettingsLayer, resolve
 from dls.devices.layers import decode_layer, purpose
 from dls.devices.models import Device, Scope, SettingsDocument
@@ -28,7 +33,9 @@ __all__ = [
     "config_revision",
     "join_documents",
     "load_context",
+    "resolve_documents",
     "resolve_settings",
+    "settings_sources",
 ]
 
 SYSTEM_KEY = "system"
@@ -47,6 +54,40 @@ class DeviceContext:
         """e.g. ``3.7.0.2.1-4``: document revisions by level, then the device row's."""
         return config_revision(
             [doc.revision if doc else None for doc in self.documents], self.device.revision
+        )
+
+
+class StoredLayer(Protocol):
+    """A settings document as resolution reads it: an ORM row or a ``DocumentRow``."""
+
+    @property
+    def scope_key(self) -> str: ...
+    @property
+    def revision(self) -> int: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRow:
+    scope_key: str
+    revision: int
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsSources:
+    """What a device's rendered configuration is made of, as plain values."""
+
+    mac: str
+    user_line: int
+    device_revision: int
+    documents: tuple[DocumentRow | None, ...]  # system, tenant, group, user, device
+
+    @property
+    def revision(self) -> str:
+        return config_revision(
+            [doc.revision if doc else None for doc in self.documents], self.device_revision
         )
 
 
@@ -90,6 +131,30 @@ _BY_MAC = _statement().where(Device.mac == bindparam("mac"))
 _BY_ID = _statement().where(Device.id == bindparam("device_id"))
 
 
+def _sources_statement():  # type: ignore[no-untyped-def]
+    base, docs = join_documents(select(Device), "src")
+    columns = [column for doc in docs for column in (doc.scope_key, doc.revision, doc.data)]
+    return base.with_only_columns(
+        Device.mac, Device.user_line, Device.revision, *columns, maintain_column_froms=True
+    ).where(Device.id == bindparam("device_id"))
+
+
+_SOURCES = _sources_statement()
+
+
+async def settings_sources(reader: Reader, device_id: int) -> SettingsSources | None:
+    """The device's documents as plain columns, on the device path's own connection or
+    in a session's transaction."""
+    for row in await reader.execute(_SOURCES, {"device_id": device_id}):
+        mac, user_line, device_revision, *columns = row
+        documents = tuple(
+            DocumentRow(*columns[at : at + 3]) if columns[at] is not None else None
+            for at in range(0, len(columns), 3)
+        )
+        return SettingsSources(mac, user_line, device_revision, documents)
+    return None
+
+
 async def load_context(
     session: AsyncSession, *, mac: str | None = None, device_id: int | None = None
 ) -> DeviceContext | None:
@@ -107,18 +172,26 @@ async def load_context(
 
 
 def resolve_settings(context: DeviceContext, box: SecretBox | None) -> Resolution:
-    """The device's effective settings; with ``box`` None, secrets read as the mask.
+    """The device's effective settings; with ``box`` None, secrets read as the mask."""
+    return resolve_documents(context.documents, context.device.user_line, box)
+
+
+def resolve_documents(
+    documents: Sequence[StoredLayer | None], user_line: int, box: SecretBox | None
+) -> Resolution:
+    """Settings from the documents, system to device; with ``box`` None, secrets read as
+    the mask.
 
     The user's lines are moved to start at the device's ``user_line``: a user's line 1 is
     line 2 of a device where the user sits on the second line key.
     """
     layers: list[tuple[Level, SettingsLayer]] = []
-    for level, scope, document in zip(_LEVELS, _SCOPES, context.documents, strict=True):
+    for level, scope, document in zip(_LEVELS, _SCOPES, documents, strict=True):
         if document is None:
             continue
         layer = decode_layer(document.data, box, purpose(scope.value, document.scope_key))
-        if scope is Scope.USER and context.device.user_line != 1 and layer.lines:
-            shift = context.device.user_line - 1
+        if scope is Scope.USER and user_line != 1 and layer.lines:
+            shift = user_line - 1
             layer = layer.model_copy(
                 update={"lines": {index + shift: line for index, line in layer.lines.items()}}
             )

@@ -7,7 +7,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dls.config import Settings
 from dls.db.engine import session_factory
-from dls.devices.effective import load_context, resolve_settings
+from dls.db.reads import PointReads
+from dls.devices.effective import (
+    load_context,
+    resolve_documents,
+    resolve_settings,
+    settings_sources,
+)
 from dls.devices.inheritance import MASK, Level, SettingsLayer
 from dls.devices.layers import decode_layer, encode_layer, masked_layer_json, purpose
 from dls.devices.models import Device, Scope, SettingsDocument
@@ -106,6 +112,27 @@ async def test_one_query_context_and_provenance(
 
     async with sessions() as session:
         assert await load_context(session, mac="001565aabbcd") is None
+
+    # The device paths read the same documents as plain columns, outside a session or in
+    # one, and resolve them to the same settings under the same revision.
+    reads = PointReads(engine)
+    try:
+        async with sessions() as session:
+            found = [
+                await settings_sources(reads, context.device.id),
+                await settings_sources(session, context.device.id),
+            ]
+        for sources in found:
+            assert sources is not None
+            assert (sources.mac, sources.user_line) == ("001565aabbcc", 2)
+            assert sources.revision == context.revision
+            assert sources.documents[2] is None and sources.documents[4] is None
+            plain = resolve_documents(sources.documents, sources.user_line, box)
+            assert plain.settings == resolution.settings
+            assert plain.provenance == resolution.provenance
+        assert await settings_sources(reads, context.device.id + 1000) is None
+    finally:
+        await reads.dispose()
 
 
 def test_layer_round_trip_keeps_null_absent_and_masked_secrets(

@@ -25,7 +25,7 @@ from cryptography import x509
 from sqlalchemy import select
 
 from dls.db.types import utcnow
-from dls.devices.effective import SYSTEM_KEY, load_context, resolve_settings
+from dls.devices.effective import SYSTEM_KEY, resolve_documents, settings_sources
 from dls.devices.facts import DeviceFacts, device_facts
 from dls.devices.inheritance import Level, ResolutionError, SettingsLayer, resolve
 from dls.devices.layers import decode_layer, purpose
@@ -277,12 +277,11 @@ class FileProvisioner:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        async with self._services.sessions() as session:
-            context = await load_context(session, device_id=facts.id)
-        if context is None:  # deleted between the two reads
+        sources = await settings_sources(self._services.reads, facts.id)
+        if sources is None:  # deleted between the two reads
             return None
         try:
-            settings = resolve_settings(context, self._box).settings
+            settings = resolve_documents(sources.documents, sources.user_line, self._box).settings
             # The version written beside the URL (Gigaset) is the offered one, never a
             # setting that names a version without an image.
             firmware = FirmwareTarget.model_construct(version=offer.version) if offer else None
@@ -293,7 +292,7 @@ class FileProvisioner:
                     model=model,
                     file=detection.file,
                     settings=settings,
-                    mac=context.device.mac,
+                    mac=sources.mac,
                     firmware_url=_firmware_url(profile, offer),
                     base_url=self._base_url,
                 )
@@ -304,13 +303,13 @@ class FileProvisioner:
                 detection.file.name,
                 facts.id,
                 exc,
-                extra={"fields": {"revision": context.revision}},
+                extra={"fields": {"revision": sources.revision}},
             )
             return None
         # Filed under the revision just rendered: if a change landed between the two
         # reads, the next poll's facts name the new revision and render again.
-        key = (facts.id, detection.file.name, context.revision, model.name, firmware_key)
-        return self._cache.put(key, body, context.revision)
+        key = (facts.id, detection.file.name, sources.revision, model.name, firmware_key)
+        return self._cache.put(key, body, sources.revision)
 
     async def _common(self, request: web.Request, detection: Detection) -> web.StreamResponse:
         """A file every device of the vendor fetches: system defaults only, never secrets."""

@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dls.db.reads import Reader
 from dls.db.types import utcnow
 from dls.db.writes import Write, WriteConflict, run_burst
-from dls.devices.effective import DeviceContext, load_context, resolve_settings
+from dls.devices.effective import SettingsSources, resolve_documents, settings_sources
 from dls.devices.facts import DeviceFacts, device_facts
 from dls.devices.inheritance import ResolutionError
 from dls.devices.models import Device, DeviceStatus
@@ -399,17 +399,13 @@ class _Message:
     async def _desired(
         self, device: DeviceFacts, revision: str, include_secrets: bool
     ) -> tuple[Item, ...] | None:
-        """Resolve and cache the device's items (a read-only session in the first way)."""
+        """Resolve and cache the device's items."""
         runtime = self.runtime
-        if self.session is not None:
-            context = await load_context(self.session, device_id=device.id)
-        else:
-            async with runtime.services.sessions() as session:
-                context = await load_context(session, device_id=device.id)
-        if context is None:
+        sources = await settings_sources(self._reader(), device.id)
+        if sources is None:
             return None
-        desired = _desired(runtime, context, include_secrets)
-        if desired is not None and context.revision == device.revision:
+        desired = _desired(runtime, sources, include_secrets)
+        if desired is not None and sources.revision == device.revision:
             runtime.desired.put(device.mac, revision, desired)
         return desired
 
@@ -593,14 +589,12 @@ def _served(facts: DeviceFacts | None) -> DeviceFacts | None:
 
 
 def _desired(
-    runtime: WpiRuntime, context: DeviceContext, include_secrets: bool
+    runtime: WpiRuntime, sources: SettingsSources, include_secrets: bool
 ) -> tuple[Item, ...] | None:
     try:
-        settings = resolve_settings(context, runtime.box).settings
+        settings = resolve_documents(sources.documents, sources.user_line, runtime.box).settings
     except (ResolutionError, SecretError, ValueError):
         # A half-configured tenant must not take its phones down: jobs still run.
-        runtime.quiet.warning(
-            "device settings do not resolve; writing none", mac=context.device.mac
-        )
+        runtime.quiet.warning("device settings do not resolve; writing none", mac=sources.mac)
         return None
     return desired_items(runtime.profile, settings, include_secrets=include_secrets)
