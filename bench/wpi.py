@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import os
 import random
@@ -154,9 +155,9 @@ def spawn(workers: int, database_url: str) -> Server:
             raise SystemExit(f"server exited:\n{output}")
         if banner and _healthy(ports["admin"], root / "certs" / "ca.pem"):
             return Server(
-                device_url=f"https://localhost:{ports['device']}",
-                secure_url=f"https://localhost:{ports['secure']}",
-                admin_url=f"https://localhost:{ports['admin']}",
+                device_url=f"https://127.0.0.1:{ports['device']}",
+                secure_url=f"https://127.0.0.1:{ports['secure']}",
+                admin_url=f"https://127.0.0.1:{ports['admin']}",
                 ca_file=root / "certs" / "ca.pem",
                 username=banner[1],
                 password=banner[2],
@@ -350,6 +351,10 @@ def report(title: str, run: Run, *, storm_mode: bool) -> None:
             f"  time to configured p50 {_percentile(latencies, 0.5):.0f} ms, "
             f"p99 {_percentile(latencies, 0.99):.0f} ms"
         )
+        # Where the time went: a server told to turn phones away sits idle while they wait.
+        per_window = collections.Counter(int(o.finished_at // 10) for o in configured)
+        series = " ".join(str(per_window.get(n, 0)) for n in range(max(per_window, default=-1) + 1))
+        print(f"  configured per 10 s  {series}")
     else:
         print(f"  interactions/s    {len(done) / run.wall:.1f}")
         print(

@@ -16,7 +16,7 @@ Node.js simulator it cites:
   contact gap; after ``CleanUp`` with ``send-solicited`` it calls back once idle;
 - after accepting ``goto-secure-mode`` it switches to secure mode: the next sessions go
   to the secure port with the client certificate and key it was given;
-- waits ``Retry-After`` (plus jitter) on ``503`` and sends the message again.
+- waits ``Retry-After`` (plus up to a fifth, a guess) on ``503`` and sends the message again.
 
 Firmware (``SoftwareDeployment``, reference §11): after the session's ``CleanUp`` the
 phone downloads the image from ``file-https-base-url``, installs it, reboots and sends
@@ -514,8 +514,11 @@ class UnifyPhone:
             async with http.post(base + LOGIN_SERVICE_PATH, data=body, headers=headers) as response:
                 if response.status == 503 and interaction.refused < self.max_refusals:
                     interaction.refused += 1
+                    # At least as long as told (RFC 9110 10.2.3), plus up to a fifth more
+                    # so phones told the same second do not return in step. How long a
+                    # real Unify phone waits is not documented: this is a guess.
                     delay = float(response.headers.get("Retry-After", "1"))
-                    await asyncio.sleep(delay * (0.5 + random.random()))
+                    await asyncio.sleep(delay * (1 + 0.2 * random.random()))
                     continue
                 if response.status != 200:
                     raise SimulationError(f"HTTP {response.status}: {await response.text()}")

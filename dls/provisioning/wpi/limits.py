@@ -4,10 +4,15 @@
 working on. A message that would open a new interaction is refused first (503 with
 ``Retry-After``) so interactions already admitted can finish: half-done interactions
 are the most expensive thing to lose in a boot storm, because the phone starts over.
-``Retry-After`` grows with the queue outside the door: phones refused per second, times
-how long they were told to wait, is how many are waiting; divided by the interactions
-finished per second, it is how long the last of them will wait anyway. Telling them so
-spares the server answering the same phone twenty 503s.
+
+``Retry-After`` gives each refused phone a turn: the queue outside the door is a
+calendar, and the next phone refused is told to come back a little less than one
+interaction-time (1 / the interactions a second this process has shown it can finish)
+after the last one told, and never sooner than ``RETRY_AFTER_MIN``. The returning phones
+then arrive slightly faster than the server finishes interactions, so it neither idles
+while thousands wait (turns too far apart) nor spends itself answering the same phone
+twenty 503s (too close). Once the calendar reaches ``RETRY_AFTER_MAX`` the overflow is
+told a random wait in its second half and given a turn when it comes back.
 
 :class:`RateLimit` is a token bucket, :class:`KeyedRateLimit` one bucket per key (source
 address, MAC) in bounded memory: when the table is full the oldest keys are dropped,
@@ -16,12 +21,15 @@ which errs towards allowing, never towards growing.
 
 from __future__ import annotations
 
+import random
 import time
 from collections import OrderedDict
 
 __all__ = [
+    "MIN_THROUGHPUT",
     "RETRY_AFTER_MAX",
     "RETRY_AFTER_MIN",
+    "TURN_MARGIN",
     "Admission",
     "KeyedRateLimit",
     "RateLimit",
@@ -30,7 +38,14 @@ __all__ = [
 
 RETRY_AFTER_MIN = 5  # seconds; what a refused phone is told when the queue is short
 RETRY_AFTER_MAX = 60  # seconds; phones may give up on longer waits (our bound)
-_WINDOW = 10  # seconds of refusals and completions the estimate looks at
+# Interactions a second assumed until the process has shown more. An idle server costs
+# a storm more than a phone refused twice, so the guess is what one worker does on a
+# small machine (100-200 on 2 cores, BENCHMARKS.md), and turns are given a fifth faster
+# than the capacity: phones that find the door shut again get a later turn.
+MIN_THROUGHPUT = 100.0
+TURN_MARGIN = 1.2
+_MEMORY = 60  # seconds of completions the capacity estimate looks back on
+_SPAN = 5  # seconds over which a completion rate counts as sustained
 
 
 class Ticket:
@@ -58,9 +73,8 @@ class Admission:
 
     __slots__ = (
         "_finished",
+        "_next_turn",
         "_open",
-        "_refused",
-        "_retry_after",
         "active",
         "interaction_ttl",
         "max_active",
@@ -73,9 +87,8 @@ class Admission:
         self.interaction_ttl = interaction_ttl
         self.active = 0
         self._open: OrderedDict[str, float] = OrderedDict()  # token hash -> deadline
-        self._refused = _Counter()
-        self._finished = _Counter()
-        self._retry_after = RETRY_AFTER_MIN
+        self._finished = _Completions()
+        self._next_turn = 0.0  # monotonic time the next refused phone is told to come back
 
     @property
     def open_interactions(self) -> int:
@@ -87,23 +100,26 @@ class Admission:
         if self.active >= self.max_active or (
             not continuing and self.open_interactions >= self.max_open
         ):
-            self._refused.add(time.monotonic())
             return None
         self.active += 1
         return Ticket(self)
 
-    def finished(self) -> None:
+    def finished(self, now: float | None = None) -> None:
         """An interaction ended (CleanUp sent), whichever process opened it."""
-        self._finished.add(time.monotonic())
+        self._finished.add(time.monotonic() if now is None else now)
 
-    def retry_after(self) -> int:
-        """Seconds a refused phone should wait: the estimated queue over the throughput."""
-        now = time.monotonic()
-        refused = self._refused.rate(now)
-        finished = max(self._finished.rate(now), 1.0)
-        waiting = refused * self._retry_after
-        self._retry_after = int(min(RETRY_AFTER_MAX, max(RETRY_AFTER_MIN, waiting / finished)))
-        return self._retry_after
+    def retry_after(self, now: float | None = None) -> int:
+        """Seconds a refused phone should wait: until its turn in the calendar."""
+        now = time.monotonic() if now is None else now
+        turn = max(self._next_turn, now + RETRY_AFTER_MIN)
+        if turn - now > RETRY_AFTER_MAX:
+            # The calendar is full: spread the overflow over the second half of what
+            # phones will wait, where it fills the gaps left by phones that do not
+            # return, rather than piling it on the last second.
+            return random.randint(RETRY_AFTER_MAX // 2, RETRY_AFTER_MAX)
+        capacity = max(self._finished.capacity(now), MIN_THROUGHPUT)
+        self._next_turn = turn + 1.0 / (capacity * TURN_MARGIN)
+        return round(turn - now)
 
     def opened(self, token_hash: str) -> None:
         self._open[token_hash] = time.monotonic() + self.interaction_ttl
@@ -121,8 +137,13 @@ class Admission:
             del self._open[token]
 
 
-class _Counter:
-    """Events per second over the last ``_WINDOW`` seconds, in one-second buckets."""
+class _Completions:
+    """Interactions finished per second, in one-second buckets over the last minute.
+
+    ``capacity`` is the best rate over ``_SPAN`` consecutive seconds in that minute, not
+    the current one: while a storm's newcomers are being turned away, the server finishes
+    fewer interactions than it will once they stop, and turns given at the current rate
+    would leave it idle when they come back."""
 
     __slots__ = ("_buckets",)
 
@@ -132,12 +153,17 @@ class _Counter:
     def add(self, now: float) -> None:
         second = int(now)
         self._buckets[second] = self._buckets.get(second, 0) + 1
-        while len(self._buckets) > _WINDOW:
+        while len(self._buckets) > _MEMORY:
             self._buckets.popitem(last=False)
 
-    def rate(self, now: float) -> float:
-        oldest = int(now) - _WINDOW
-        return sum(n for second, n in self._buckets.items() if second > oldest) / _WINDOW
+    def capacity(self, now: float) -> float:
+        current = int(now)
+        counts = [self._buckets.get(second, 0) for second in range(current - _MEMORY, current)]
+        best = window = sum(counts[:_SPAN])
+        for at in range(_SPAN, len(counts)):
+            window += counts[at] - counts[at - _SPAN]
+            best = max(best, window)
+        return best / _SPAN
 
 
 class RateLimit:

@@ -9,8 +9,10 @@ import pytest
 
 from dls.provisioning.wpi.identity import plain_mac
 from dls.provisioning.wpi.limits import (
+    MIN_THROUGHPUT,
     RETRY_AFTER_MAX,
     RETRY_AFTER_MIN,
+    TURN_MARGIN,
     Admission,
     KeyedRateLimit,
     RateLimit,
@@ -81,17 +83,43 @@ def test_plain_mac(text: str | None, mac: str | None) -> None:
     assert plain_mac(text) == mac
 
 
-def test_retry_after_grows_with_the_queue_outside_the_door() -> None:
+def test_retry_after_gives_each_refused_phone_a_turn_at_the_rate_interactions_finish() -> None:
     admission = Admission(max_open=0, max_active=10, interaction_ttl=60)
-    assert admission.retry_after() == RETRY_AFTER_MIN
-    for _ in range(100):
-        assert admission.admit(continuing=False) is None
-    admission.finished()
-    # 10 refusals/s, each told 5 s: ~50 waiting, 0.1 finishing per second (at least 1).
-    assert RETRY_AFTER_MIN < admission.retry_after() <= RETRY_AFTER_MAX
-    for _ in range(10_000):
-        admission.admit(continuing=False)
-    assert admission.retry_after() == RETRY_AFTER_MAX
+    now = 1000.0
+    # Cold: nothing finished yet, turns MIN_THROUGHPUT a second from RETRY_AFTER_MIN on.
+    per_second = int(MIN_THROUGHPUT * TURN_MARGIN)
+    waits = [admission.retry_after(now) for _ in range(per_second + 1)]
+    assert set(waits[: per_second // 3]) == {RETRY_AFTER_MIN}
+    assert waits[-1] == RETRY_AFTER_MIN + 1
+    # Later the server finishes about 200 interactions a second: 2,400 phones refused at
+    # once are told to come back over the ten seconds it needs for them (turns a fifth
+    # closer than that), in order.
+    now += 100
+    for tick in range(2000):
+        admission.finished(now - 10 + tick / 200)
+    waits = [admission.retry_after(now) for _ in range(2400)]
+    assert waits == sorted(waits)
+    assert waits[0] == RETRY_AFTER_MIN and RETRY_AFTER_MIN + 9 <= waits[-1] <= RETRY_AFTER_MIN + 11
+    assert 200 <= waits.count(RETRY_AFTER_MIN + 5) <= 280
+    # A queue longer than phones are willing to wait is spread over the second half of
+    # the bound, not piled on its last second...
+    for _ in range(200 * RETRY_AFTER_MAX):
+        admission.retry_after(now)
+    overflow = [admission.retry_after(now) for _ in range(1000)]
+    assert min(overflow) >= RETRY_AFTER_MAX // 2 and max(overflow) <= RETRY_AFTER_MAX
+    assert len(set(overflow)) > RETRY_AFTER_MAX // 4
+    # ...and turns that have passed are not owed to anyone.
+    assert admission.retry_after(now + 3600) == RETRY_AFTER_MIN
+
+
+def test_turns_follow_the_rate_the_server_sustained_not_the_rate_while_refusing() -> None:
+    admission = Admission(max_open=0, max_active=10, interaction_ttl=60)
+    now = 5000.0
+    for second in range(30):  # 200 a second, then 10 while a storm is being turned away
+        for tick in range(200 if second < 10 else 10):
+            admission.finished(now - 30 + second + tick / 200)
+    waits = [admission.retry_after(now) for _ in range(2400)]
+    assert RETRY_AFTER_MIN + 9 <= waits[-1] <= RETRY_AFTER_MIN + 11  # 2,400 at 240/s
 
 
 def test_quiet_log_fields_may_be_called_reason(caplog: pytest.LogCaptureFixture) -> None:
