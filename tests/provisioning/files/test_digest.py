@@ -3,6 +3,8 @@
 import hashlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dls.provisioning.files.digest import NONCE_LIFETIME, DigestVerifier, parse_authorization
 
@@ -89,3 +91,23 @@ def test_the_mac_user_name_may_come_in_upper_case() -> None:
     response = h(f"{ha1}:{upper.nonce}:00000001:0a4f113b:auth:{ha2}".encode()).hexdigest()
     fixed = parse_authorization(header.replace(upper.response, response))
     assert fixed is not None and verifier.verify(fixed, "GET", MAC, "pw")
+
+
+@given(
+    username=st.text(
+        st.sampled_from('a"\\, =') | st.characters(codec="utf-8", exclude_characters="\x00"),
+        max_size=40,
+    ),
+    uri=st.text(st.characters(exclude_characters='"\\\x00'), max_size=60),
+)
+def test_quoted_values_with_escapes_and_separators_come_back_whole(username: str, uri: str) -> None:
+    quoted = username.replace("\\", "").replace('"', '\\"')  # a backslash only escapes a quote
+    header = (
+        f'Digest username="{quoted}", realm="dls", nonce="n, o", uri="{uri}", '
+        f'response="ABC", qop=auth, nc=00000001, cnonce=""'
+    )
+    credentials = parse_authorization(header)
+    assert credentials is not None
+    assert credentials.username == username.replace("\\", "")
+    assert (credentials.uri, credentials.nonce, credentials.response) == (uri, "n, o", "abc")
+    assert (credentials.qop, credentials.nc, credentials.cnonce) == ("auth", "00000001", "")
