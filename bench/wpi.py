@@ -69,6 +69,7 @@ class Server:
     password: str
     process: subprocess.Popen[bytes] | None = None
     root: Path | None = None
+    verify: bool = False  # phones check the server's certificate (--verify)
 
     def cpu_seconds(self) -> float | None:
         """utime + stime of the spawned server and its workers, from /proc."""
@@ -246,13 +247,20 @@ class Run:
     client_cpu: float = 0.0  # this process: the simulated phones
 
 
-_TLS: dict[Path, ssl.SSLContext] = {}
+_TLS: dict[tuple[Path, bool], ssl.SSLContext] = {}
 
 
-def _client_tls(ca_file: Path) -> ssl.SSLContext:
-    if ca_file not in _TLS:
-        _TLS[ca_file] = ssl.create_default_context(cafile=str(ca_file))
-    return _TLS[ca_file]
+def _client_tls(ca_file: Path, verify: bool) -> ssl.SSLContext:
+    """One context for all phones. Like phones in default mode, which do not check the
+    server's certificate (wpi-protocol reference, DG p.12), it does not verify: the
+    client's signature check is not part of the server's cost. ``--verify`` checks it."""
+    if (ca_file, verify) not in _TLS:
+        context = ssl.create_default_context(cafile=str(ca_file))
+        if not verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        _TLS[ca_file, verify] = context
+    return _TLS[ca_file, verify]
 
 
 def _macs(count: int, seed: int) -> list[str]:
@@ -269,7 +277,7 @@ async def _boot(server: Server, mac: str, started: float, max_refusals: int) -> 
         mac,
         device_url=server.device_url,
         secure_url=server.secure_url,
-        tls=_client_tls(server.ca_file),
+        tls=_client_tls(server.ca_file, server.verify),
         max_refusals=max_refusals,
     )
     begin = time.perf_counter()
@@ -425,6 +433,7 @@ async def main(args: argparse.Namespace) -> None:
         )
     else:
         server = spawn(args.workers, args.database_url)
+    server.verify = args.verify
     try:
         macs = _macs(args.phones, args.seed)
         began = time.perf_counter()
@@ -481,6 +490,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ca")
     parser.add_argument("--username")
     parser.add_argument("--password")
+    parser.add_argument(
+        "--verify", action="store_true", help="simulated phones verify the server certificate"
+    )
     parser.add_argument(
         "--profile", metavar="DIR", help="sample server and client with py-spy during each "
         "pass and write per-function summaries to DIR",

@@ -47,6 +47,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 from aiohttp import web
@@ -87,6 +88,13 @@ _UNREPORTED = frozenset(
 Key = tuple[str, int | None]
 Report = list[tuple[str, int | None, str]]  # items a phone attaches: (name, index, value)
 FollowUp = tuple[str, Report | None]  # the next interaction: reason and extra items
+
+
+class Outgoing(NamedTuple):
+    """A message the phone sends, with the nonce its answer must echo."""
+
+    body: bytes
+    nonce: str
 
 
 class SimulationError(RuntimeError):
@@ -316,7 +324,7 @@ class UnifyPhone:
         software: str | None = None
         factory = False
         outgoing = self._message(reason, items=self._opening_items(reason, extra))
-        fragments: list[bytes] = []
+        fragments: list[Outgoing] = []
         for _ in range(MAX_ROUND_TRIPS):
             cookie, action, nonce_ok, items, answer_items = await self._send(
                 outgoing, cookie, interaction
@@ -460,9 +468,10 @@ class UnifyPhone:
         action: str | None = None,
         status: str | None = None,
         fragment: str | None = None,
-    ) -> bytes:
+    ) -> Outgoing:
+        nonce = _nonce()
         root = etree.Element(_tag("WorkpointMessage"), nsmap={None: NAMESPACE})
-        message = etree.SubElement(root, _tag("Message"), nonce=_nonce(), maxItems="-1")
+        message = etree.SubElement(root, _tag("Message"), nonce=nonce, maxItems="-1")
         if fragment is not None:
             message.set("fragment", fragment)
         reason_element = etree.SubElement(message, _tag("ReasonForContact"))
@@ -481,11 +490,11 @@ class UnifyPhone:
                     element.set("status", "failed")
                 elif value:
                     element.text = value
-        return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+        return Outgoing(etree.tostring(root, xml_declaration=True, encoding="UTF-8"), nonce)
 
     def _reply(
         self, action: str, status: str, items: list[tuple[str, int | None, str, bool]]
-    ) -> list[bytes]:
+    ) -> list[Outgoing]:
         size = self.fragment_size
         if not size or len(items) <= size:
             return [self._message("reply-to", items=items, action=action, status=status)]
@@ -502,9 +511,9 @@ class UnifyPhone:
         ]
 
     async def _send(
-        self, body: bytes, cookie: str | None, interaction: Interaction
+        self, outgoing: Outgoing, cookie: str | None, interaction: Interaction
     ) -> tuple[str | None, str, bool, list[tuple[str, int | None, str]], dict[Key, str]]:
-        nonce = etree.fromstring(body).find(_tag("Message")).get("nonce")  # type: ignore[union-attr]
+        body, nonce = outgoing
         http = await self._client()
         base = self.secure_url if self.secure else self.device_url
         headers = {"Content-Type": "text/xml; charset=utf-8", "User-Agent": "OpenStage sim"}
