@@ -54,8 +54,11 @@ def _plain(status: int, text: str, headers: dict[str, str] | None = None) -> web
     return web.Response(status=status, text=text, headers=headers)
 
 
-def _overloaded(retry_after: int) -> web.Response:
-    return _plain(503, "busy, retry later", {"Retry-After": str(retry_after)})
+def _overloaded(retry_after: int, *, close: bool = False) -> web.Response:
+    response = _plain(503, "busy, retry later", {"Retry-After": str(retry_after)})
+    if close:
+        response.force_close()
+    return response
 
 
 async def login_service(request: web.Request) -> web.Response:
@@ -73,8 +76,12 @@ async def login_service(request: web.Request) -> web.Response:
     if ticket is None:
         runtime.quiet.warning("WPI overloaded: requests refused with 503")
         # A phone in the middle of an interaction is told the shortest wait: its session
-        # is open, and what it already did is lost if the session times out.
-        return _overloaded(RETRY_AFTER_MIN if continuing else runtime.admission.retry_after())
+        # is open, and what it already did is lost if the session times out. A phone
+        # turned away at the door is told its turn and let go: a boot storm must not
+        # leave thousands of idle TLS connections open until their turns come.
+        if continuing:
+            return _overloaded(RETRY_AFTER_MIN)
+        return _overloaded(runtime.admission.retry_after(), close=True)
     with ticket:
         try:
             body = await request.read()

@@ -140,8 +140,16 @@ async def test_overload_refuses_new_interactions_with_503(
     refused = await post(device_client, workpoint("start-up", *identity("001ae8000001")))
     assert refused.status == 503
     assert refused.headers["Retry-After"] == "5"
-    # An interaction already admitted finishes.
+    assert refused.headers["Connection"] == "close"  # no idle connection until its turn
+    # An interaction already admitted finishes; if the process is too busy even for it,
+    # it is told the shortest wait and keeps its connection.
+    admission = device_client.server.app[WPI].admission
     reply = workpoint("reply-to", *identity(), action="ReadAllItems", status="accepted")
+    admission.max_active, max_active = 0, admission.max_active
+    deferred = await post(device_client, reply, cookie)
+    assert (deferred.status, deferred.headers["Retry-After"]) == (503, "5")
+    assert deferred.headers.get("Connection", "keep-alive") == "keep-alive"
+    admission.max_active = max_active
     continued = await post(device_client, reply, cookie)
     assert continued.status == 200
     assert answer(await continued.read())[1] == "WriteItems"
