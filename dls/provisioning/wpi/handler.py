@@ -48,6 +48,9 @@ COOKIE = "JSESSIONID"
 COOKIE_PATH = "/DeploymentService"
 XML_TYPES = frozenset({"text/xml", "application/xml"})  # phones send text/xml [DG p.12]
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # ours are 32; anything else names no session
+# Seconds of a refused phone's wait for which its connection is kept: about as long as
+# HTTP clients keep an idle connection (aiohttp's client: 15 s). A guess for phones.
+KEEP_CONNECTION_FOR = 15
 
 
 def _plain(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -77,11 +80,13 @@ async def login_service(request: web.Request) -> web.Response:
         runtime.quiet.warning("WPI overloaded: requests refused with 503")
         # A phone in the middle of an interaction is told the shortest wait: its session
         # is open, and what it already did is lost if the session times out. A phone
-        # turned away at the door is told its turn and let go: a boot storm must not
-        # leave thousands of idle TLS connections open until their turns come.
+        # turned away at the door is told its turn; if that is far off it is let go, so
+        # a boot storm does not hold thousands of idle TLS connections, and if it is
+        # near its connection stays for it (a new handshake costs more than waiting).
         if continuing:
             return _overloaded(RETRY_AFTER_MIN)
-        return _overloaded(runtime.admission.retry_after(), close=True)
+        turn = runtime.admission.retry_after()
+        return _overloaded(turn, close=turn > KEEP_CONNECTION_FOR)
     with ticket:
         try:
             body = await request.read()

@@ -19,6 +19,7 @@ from dls.app import build_device_app
 from dls.devices.models import Scope, UnclaimedDevice
 from dls.devices.unify import JobKind, JobState, WpiDevice
 from dls.provisioning.wpi.dispatch import BACKGROUND
+from dls.provisioning.wpi.handler import KEEP_CONNECTION_FOR
 from dls.provisioning.wpi.runtime import WPI
 from dls.provisioning.wpi.xml import MAX_BODY_BYTES
 from dls.services import Services
@@ -140,7 +141,12 @@ async def test_overload_refuses_new_interactions_with_503(
     refused = await post(device_client, workpoint("start-up", *identity("001ae8000001")))
     assert refused.status == 503
     assert refused.headers["Retry-After"] == "5"
-    assert refused.headers["Connection"] == "close"  # no idle connection until its turn
+    assert refused.headers.get("Connection", "keep-alive") == "keep-alive"  # its turn is near
+    for _ in range(KEEP_CONNECTION_FOR * 200):  # a queue of many seconds at 100+/s
+        device_client.server.app[WPI].admission.retry_after()
+    later = await post(device_client, workpoint("start-up", *identity("001ae8000002")))
+    assert int(later.headers["Retry-After"]) > KEEP_CONNECTION_FOR
+    assert later.headers["Connection"] == "close"  # no idle connection until its turn
     # An interaction already admitted finishes; if the process is too busy even for it,
     # it is told the shortest wait and keeps its connection.
     admission = device_client.server.app[WPI].admission
