@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pyspy
+from wpi_stream import StreamPhone
 
 from dls.sim.unify import SimulationError, UnifyPhone
 
@@ -70,6 +72,7 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     root: Path | None = None
     verify: bool = False  # phones check the server's certificate (--verify)
+    lean: bool = True  # phones speak HTTP through wpi_stream, not aiohttp (--client)
 
     def cpu_seconds(self) -> float | None:
         """utime + stime of the spawned server and its workers, from /proc."""
@@ -273,13 +276,22 @@ def _macs(count: int, seed: int) -> list[str]:
 
 async def _boot(server: Server, mac: str, started: float, max_refusals: int) -> Outcome:
     # Its own TLS connection, as a booting phone has; one client context for all phones.
-    phone = UnifyPhone(
-        mac,
-        device_url=server.device_url,
-        secure_url=server.secure_url,
-        tls=_client_tls(server.ca_file, server.verify),
-        max_refusals=max_refusals,
-    )
+    tls = _client_tls(server.ca_file, server.verify)
+    phone: UnifyPhone
+    if server.lean:
+        address = urllib.parse.urlsplit(server.device_url)
+        assert address.hostname and address.port
+        phone = StreamPhone(
+            mac, host=address.hostname, port=address.port, tls=tls, max_refusals=max_refusals
+        )
+    else:
+        phone = UnifyPhone(
+            mac,
+            device_url=server.device_url,
+            secure_url=server.secure_url,
+            tls=tls,
+            max_refusals=max_refusals,
+        )
     begin = time.perf_counter()
     outcome = Outcome()
     try:
@@ -433,7 +445,7 @@ async def main(args: argparse.Namespace) -> None:
         )
     else:
         server = spawn(args.workers, args.database_url)
-    server.verify = args.verify
+    server.verify, server.lean = args.verify, args.client == "lean"
     try:
         macs = _macs(args.phones, args.seed)
         began = time.perf_counter()
@@ -476,7 +488,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--passes", type=int, default=2)
     parser.add_argument(
-        "--rate", type=float, help="open loop: start this many phones a second (at most "
+        "--rate",
+        type=float,
+        help="open loop: start this many phones a second (at most "
         "--concurrency at once) instead of a new one whenever one finishes",
     )
     parser.add_argument("--window", type=float, default=10.0, help="storm: seconds to boot all")
@@ -491,10 +505,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--username")
     parser.add_argument("--password")
     parser.add_argument(
+        "--client",
+        choices=("lean", "sim"),
+        default="lean",
+        help="lean: the simulated "
+        "phones with HTTP on a bare TLS stream (bench/wpi_stream.py); sim: through aiohttp, "
+        "as in the tests",
+    )
+    parser.add_argument(
         "--verify", action="store_true", help="simulated phones verify the server certificate"
     )
     parser.add_argument(
-        "--profile", metavar="DIR", help="sample server and client with py-spy during each "
+        "--profile",
+        metavar="DIR",
+        help="sample server and client with py-spy during each "
         "pass and write per-function summaries to DIR",
     )
     args = parser.parse_args()

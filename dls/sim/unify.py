@@ -54,6 +54,7 @@ from aiohttp import web
 from lxml import etree
 
 __all__ = [
+    "HttpAnswer",
     "Install",
     "Interaction",
     "SimulationError",
@@ -65,6 +66,7 @@ NAMESPACE = "http://www.siemens.com/DLS"
 LOGIN_SERVICE_PATH = "/DeploymentService/LoginService"
 CONTACT_PATH = "/contact_dls.html/ContactDLS"
 COOKIE = "JSESSIONID"
+USER_AGENT = "OpenStage sim"
 MAX_ROUND_TRIPS = 64  # per interaction; a DLS that never says CleanUp is broken
 MAX_FOLLOW_UPS = 16  # interactions one interaction leads to (restarts, status reports)
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
@@ -95,6 +97,18 @@ class Outgoing(NamedTuple):
 
     body: bytes
     nonce: str
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """What the phone reads of an HTTP answer."""
+
+    status: int
+    body: bytes  # at most MAX_ANSWER_BYTES
+    retry_after: str | None
+    chunked: bool
+    content_length: int | None
+    cookie: str | None  # the session cookie set ("" when cleared), None if not named
 
 
 class SimulationError(RuntimeError):
@@ -514,32 +528,27 @@ class UnifyPhone:
         self, outgoing: Outgoing, cookie: str | None, interaction: Interaction
     ) -> tuple[str | None, str, bool, list[tuple[str, int | None, str]], dict[Key, str]]:
         body, nonce = outgoing
-        http = await self._client()
-        base = self.secure_url if self.secure else self.device_url
-        headers = {"Content-Type": "text/xml; charset=utf-8", "User-Agent": "OpenStage sim"}
-        if cookie:
-            headers["Cookie"] = f"{COOKIE}={cookie}"
         while True:
-            async with http.post(base + LOGIN_SERVICE_PATH, data=body, headers=headers) as response:
-                if response.status == 503 and interaction.refused < self.max_refusals:
-                    interaction.refused += 1
-                    # At least as long as told (RFC 9110 10.2.3), plus up to a fifth more
-                    # so phones told the same second do not return in step. How long a
-                    # real Unify phone waits is not documented: this is a guess.
-                    delay = float(response.headers.get("Retry-After", "1"))
-                    await asyncio.sleep(delay * (1 + 0.2 * random.random()))
-                    continue
-                if response.status != 200:
-                    raise SimulationError(f"HTTP {response.status}: {await response.text()}")
-                if "chunked" in response.headers.get("Transfer-Encoding", "").lower():
-                    raise SimulationError("chunked answer: firmware up to V2R2 cannot read it")
-                if response.content_length is None:
-                    raise SimulationError("answer without Content-Length")
-                answer = await response.content.read(MAX_ANSWER_BYTES)
-                morsel = response.cookies.get(COOKIE)
-                if morsel is not None:
-                    cookie = morsel.value or None
-                break
+            response = await self._post(body, cookie)
+            if response.status == 503 and interaction.refused < self.max_refusals:
+                interaction.refused += 1
+                # At least as long as told (RFC 9110 10.2.3), plus up to a fifth more so
+                # phones told the same second do not return in step. How long a real
+                # Unify phone waits is not documented: this is a guess.
+                delay = float(response.retry_after or "1")
+                await asyncio.sleep(delay * (1 + 0.2 * random.random()))
+                continue
+            if response.status != 200:
+                text = response.body.decode(errors="replace")
+                raise SimulationError(f"HTTP {response.status}: {text}")
+            if response.chunked:
+                raise SimulationError("chunked answer: firmware up to V2R2 cannot read it")
+            if response.content_length is None:
+                raise SimulationError("answer without Content-Length")
+            if response.cookie is not None:
+                cookie = response.cookie or None
+            answer = response.body
+            break
         root = etree.fromstring(answer, etree.XMLParser(resolve_entities=False, no_network=True))
         if root.tag != _tag("DLSMessage"):
             raise SimulationError(f"unexpected answer root {root.tag}")
@@ -562,6 +571,25 @@ class UnifyPhone:
             items,
             {(n, i): v for n, i, v in items},
         )
+
+    async def _post(self, body: bytes, cookie: str | None) -> HttpAnswer:
+        """One HTTP exchange with the DLS: the phone's transport, which a load generator
+        may replace with a leaner one (``bench/wpi.py``)."""
+        http = await self._client()
+        base = self.secure_url if self.secure else self.device_url
+        headers = {"Content-Type": "text/xml; charset=utf-8", "User-Agent": USER_AGENT}
+        if cookie:
+            headers["Cookie"] = f"{COOKIE}={cookie}"
+        async with http.post(base + LOGIN_SERVICE_PATH, data=body, headers=headers) as response:
+            morsel = response.cookies.get(COOKIE)
+            return HttpAnswer(
+                status=response.status,
+                body=await response.content.read(MAX_ANSWER_BYTES),
+                retry_after=response.headers.get("Retry-After"),
+                chunked="chunked" in response.headers.get("Transfer-Encoding", "").lower(),
+                content_length=response.content_length,
+                cookie=morsel.value if morsel is not None else None,
+            )
 
     async def _client(self) -> aiohttp.ClientSession:
         if self.secure:
