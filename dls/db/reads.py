@@ -16,31 +16,33 @@ must render (see ``dls.provisioning.files.handler``).
   on the DBAPI cursor with SQLAlchemy's own bind and result processors: SQLAlchemy's
   per-execution work (cache-key lookup, execution context, result metadata) cost more
   than the query itself here.
-- **Other databases** (PostgreSQL): an async engine of its own in autocommit mode, so one
-  SELECT is not wrapped in BEGIN and ROLLBACK round trips, and without the main engine's
-  ping before every checkout: a read that finds its pooled connection dead (the database
-  restarted) is retried once on a fresh one instead, SQLAlchemy's optimistic
-  disconnect handling.
+- **PostgreSQL** (asyncpg): the same compiled statements on a small asyncpg pool of its
+  own (``dls.db.asyncpg_reads``), behind a fair semaphore.
+- **Other drivers**: an async engine of its own in autocommit mode, so one SELECT is not
+  wrapped in BEGIN and ROLLBACK round trips, and without the main engine's ping before
+  every checkout: a read that finds its pooled connection dead (the database restarted)
+  is retried once on a fresh one instead, SQLAlchemy's optimistic disconnect handling.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Dialect, Engine, Executable, Select, event
+from sqlalchemy import Engine, Select, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import PoolProxiedConnection, StaticPool
 
+from dls.db.asyncpg_reads import AsyncpgReads
 from dls.db.engine import POSTGRESQL_CONNECT_ARGS
+from dls.db.prepared import PreparedStatements
 
-__all__ = ["PointReads", "Prepared", "PreparedStatements", "Reader", "sqlite_loop_engine"]
+__all__ = ["PointReads", "Reader", "sqlite_loop_engine"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,11 @@ class PointReads:
         self._async: AsyncEngine | None = None  # made on first use
         self._gate = asyncio.Semaphore(READ_POOL_SIZE)  # fair since Python 3.11
         self._connection: PoolProxiedConnection | None = None
+        self._asyncpg = (
+            AsyncpgReads(engine.url, engine.dialect, READ_POOL_SIZE)
+            if engine.dialect.driver == "asyncpg"
+            else None
+        )
 
     async def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Sequence[Any]:
         """The rows of ``statement`` (built once, with bound parameters), as named tuples
@@ -71,6 +78,9 @@ class PointReads:
             except OperationalError as exc:
                 log.info("SQLite point read waited too long; using the async engine: %s", exc)
                 self._drop_connection()
+        if self._asyncpg is not None:
+            async with self._gate:
+                return await self._asyncpg.rows(statement, parameters)
         for attempt in (1, 2):
             try:
                 # First come, first served: the pool's own queue lets a running task take a
@@ -89,6 +99,8 @@ class PointReads:
 
     async def dispose(self) -> None:
         self._drop_connection()
+        if self._asyncpg is not None:
+            await self._asyncpg.close()
         if self._sync is not None:
             self._sync.dispose()
         if self._async is not None and self._async.url.get_backend_name() != "sqlite":
@@ -136,62 +148,6 @@ class PointReads:
 Reader = PointReads | AsyncSession
 
 
-class Prepared:
-    """A statement compiled once for one dialect, with its bind and result processors
-    (a SELECT's; an INSERT or UPDATE returns no rows)."""
-
-    __slots__ = ("_plan", "_results", "_row", "sql")
-
-    def __init__(self, statement: Executable, dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        if compiled.positiontup is None:
-            raise ValueError("Prepared needs a dialect with positional parameters")
-        if compiled.insert_prefetch or compiled.update_prefetch:
-            # Run outside SQLAlchemy's execution context, which computes them.
-            raise ValueError("Prepared cannot apply Python-side column defaults; set them")
-        self.sql = str(compiled)
-        # Per position: (name, processor) for a parameter the caller gives, or (None,
-        # value) for one the statement fixes, processed once here.
-        plan: list[tuple[str | None, Any]] = []
-        for name in compiled.positiontup:
-            bind = compiled.binds[name]
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if bind.required:
-                plan.append((name, process))
-            else:
-                value = bind.value
-                plan.append((None, value if process is None or value is None else process(value)))
-        self._plan = tuple(plan)
-        columns = list(statement.selected_columns) if isinstance(statement, Select) else []
-        self._results = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in columns
-        )
-        self._row = collections.namedtuple(  # type: ignore[misc]
-            "Row", [str(column.key) for column in columns], rename=True
-        )
-
-    def parameters(self, given: Mapping[str, Any]) -> tuple[Any, ...]:
-        values = []
-        for name, process in self._plan:
-            if name is None:
-                values.append(process)  # fixed, already processed
-                continue
-            value = given[name]
-            values.append(value if process is None or value is None else process(value))
-        return tuple(values)
-
-    def rows(self, found: list[tuple[Any, ...]]) -> list[Any]:
-        results, make = self._results, self._row._make
-        return [
-            make(
-                value if process is None or value is None else process(value)
-                for process, value in zip(results, row, strict=True)
-            )
-            for row in found
-        ]
-
-
 def sqlite_loop_engine(
     engine: AsyncEngine, busy_timeout_ms: int, on_connect: Callable[[sqlite3.Connection], None]
 ) -> Engine | None:
@@ -209,26 +165,6 @@ def sqlite_loop_engine(
     )
     event.listen(loop_engine, "connect", lambda connection, _record: on_connect(connection))
     return loop_engine
-
-
-class PreparedStatements:
-    """``Prepared`` per statement for one dialect. Statements are module constants (or
-    built once per shape) and looked up by identity, since clause elements overload
-    ``==``; each is kept alive here, so its id is never reused."""
-
-    __slots__ = ("_dialect", "_kept", "_prepared")
-
-    def __init__(self, dialect: Dialect) -> None:
-        self._dialect = dialect
-        self._prepared: dict[int, Prepared] = {}
-        self._kept: list[Executable] = []
-
-    def __getitem__(self, statement: Executable) -> Prepared:
-        prepared = self._prepared.get(id(statement))
-        if prepared is None:
-            prepared = self._prepared[id(statement)] = Prepared(statement, self._dialect)
-            self._kept.append(statement)
-        return prepared
 
 
 def _read_only(dbapi_connection: sqlite3.Connection) -> None:

@@ -37,7 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.pool import PoolProxiedConnection
 
 from dls.db.engine import WRITER
-from dls.db.reads import PreparedStatements, sqlite_loop_engine
+from dls.db.prepared import PreparedStatements
+from dls.db.reads import sqlite_loop_engine
 
 __all__ = ["Write", "WriteBursts", "WriteConflict", "run_burst"]
 

@@ -4,11 +4,12 @@ the same answers on both ways of reading."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import literal_column, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dls.db.asyncpg_reads import NAME
 from dls.db.engine import is_sqlite, session_factory
-from dls.db.reads import PointReads
+from dls.db.reads import READ_POOL_SIZE, PointReads
 from dls.devices.facts import device_facts
 from dls.devices.models import Device, DeviceStatus, Scope, SettingsDocument
 from dls.firmware.models import FirmwareTarget, TargetScope
@@ -104,7 +105,31 @@ async def test_postgresql_connections_run_without_jit(engine: AsyncEngine) -> No
     try:
         async with engine.connect() as connection:
             assert (await connection.execute(text("SHOW jit"))).scalar() == "off"
-        (row,) = await reads.rows(select(text("current_setting('jit')")), {})
+        (row,) = await reads.rows(select(literal_column("current_setting('jit')")), {})
         assert row[0] == "off"
+    finally:
+        await reads.dispose()
+
+
+async def test_postgresql_reads_survive_their_connections_being_dropped(
+    engine: AsyncEngine,
+) -> None:
+    if is_sqlite(engine):
+        pytest.skip("PostgreSQL only")
+    await _device(engine)
+    reads = PointReads(engine)
+    try:
+        assert await device_facts(reads, MAC) is not None
+        async with engine.connect() as connection:
+            dropped = await connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name = :name"
+                ),
+                {"name": NAME},
+            )
+            assert len(dropped.all()) >= 1
+        for _ in range(READ_POOL_SIZE * 2):
+            assert await device_facts(reads, MAC) is not None
     finally:
         await reads.dispose()
