@@ -46,7 +46,11 @@ __all__ = ["Startup", "prepare", "run"]
 log = logging.getLogger(__name__)
 
 WORKER_RESTART_DELAY = 1.0  # seconds; a worker crashing at start must not spin the parent
-BACKLOG = 2048  # a boot storm opens thousands of connections at once
+# A boot storm opens thousands of connections at once. When the accept queue is full the
+# kernel answers with SYN cookies and then resets the connections it has no room for,
+# which a phone sees as a failed boot (1,442 of 10,000 in a storm on one worker with
+# 2048). Linux caps this at net.core.somaxconn (4096 by default); raise that to use more.
+BACKLOG = 8192
 
 
 @dataclass(frozen=True, slots=True)
