@@ -46,11 +46,14 @@ __all__ = ["Startup", "prepare", "run"]
 log = logging.getLogger(__name__)
 
 WORKER_RESTART_DELAY = 1.0  # seconds; a worker crashing at start must not spin the parent
-# A boot storm opens thousands of connections at once. When the accept queue is full the
-# kernel answers with SYN cookies and then resets the connections it has no room for,
-# which a phone sees as a failed boot (1,442 of 10,000 in a storm on one worker with
-# 2048). Linux caps this at net.core.somaxconn (4096 by default); raise that to use more.
-BACKLOG = 8192
+# A boot storm opens thousands of connections at once. The accept queue is also the
+# cheapest overload control there is: connections beyond it wait in the phones' own TCP
+# stacks (SYN retransmits) at no CPU cost here, where a deeper queue has every one of
+# them handshaked only to be told 503 (10,000 phones, 2 workers: 45-58 s with 2048,
+# 77-94 s and twice the 503s with 4096). Its cost: a single worker that falls far behind
+# can see the kernel reset connections it had answered with SYN cookies (1,442 of 10,000
+# in a storm on one worker, none on two). BENCHMARKS.md, "WPI".
+BACKLOG = 2048
 
 
 @dataclass(frozen=True, slots=True)
