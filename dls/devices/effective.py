@@ -52,9 +52,7 @@ class DeviceContext:
     @property
     def revision(self) -> str:
         """e.g. ``3.7.0.2.1-4``: document revisions by level, then the device row's."""
-        return config_revision(
-            [doc.revision if doc else None for doc in self.documents], self.device.revision
-        )
+        return _revision(self.documents, self.device.revision)
 
 
 class StoredLayer(Protocol):
@@ -86,9 +84,7 @@ class SettingsSources:
 
     @property
     def revision(self) -> str:
-        return config_revision(
-            [doc.revision if doc else None for doc in self.documents], self.device_revision
-        )
+        return _revision(self.documents, self.device_revision)
 
 
 def config_revision(documents: Sequence[int | None], device: int) -> str:
@@ -96,6 +92,10 @@ def config_revision(documents: Sequence[int | None], device: int) -> str:
     revisions (None: no document) and whose own row has revision ``device``."""
     parts = ".".join(str(revision or 0) for revision in documents)
     return f"{parts}-{device}"
+
+
+def _revision(documents: Sequence[StoredLayer | None], device: int) -> str:
+    return config_revision([doc.revision if doc else None for doc in documents], device)
 
 
 def join_documents(statement: Select[Any], name: str) -> tuple[Select[Any], list[Any]]:
