@@ -271,6 +271,10 @@ async def reset_secure_mode(call: Call) -> WpiStateOut:
         raise ApiError.not_found("WPI state (the phone never contacted us)")
     changes = {"secure_since": {"old": phone.secure_since, "new": None}}
     phone.secure_since, phone.secure_refused = None, False
+    # A message of the phone in flight read the row before this: bumping the version
+    # its guarded write checks makes it decide again from the reset row, not write back
+    # what it read (dls.provisioning.wpi.phone).
+    phone.version += 1
     record(call, access, "device.secure_mode.reset", "device", device.id, changes)
     return await get_wpi_state(call)
 

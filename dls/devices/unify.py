@@ -157,7 +157,11 @@ class WpiDevice(Base):
     last_seen: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     # Bumped by every write of the device path, which reads the row outside any lock and
     # writes it back only if this is still what it read (dls.provisioning.wpi.phone): two
-    # messages of one phone, on two workers, cannot overwrite each other's session.
+    # messages of one phone, on two workers, cannot overwrite each other's session. An
+    # admin's decision (secure-mode reset) bumps it too. The contact-me dispatcher and
+    # the session housekeeping do not: they write fields a message overrides on purpose
+    # (contact failures, expired sessions), and bumping would make every message in
+    # flight start over.
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 

@@ -15,7 +15,9 @@ from sqlalchemy import select
 
 from dls import audit
 from dls.app import build_admin_app
+from dls.db.types import utcnow
 from dls.devices.models import Device, DeviceStatus
+from dls.devices.unify import WpiDevice
 from dls.services import Services
 from tests.api.world import World, build_world
 
@@ -160,6 +162,30 @@ async def test_secure_mode_policy_is_the_customers_own_decision(
     changed = await admin.put(url, json={"mode": "required"}, headers=world.auth("opted_in_admin"))
     assert (await changed.json())["mode"] == "required"
     assert "tenant.wpi_secure_mode" in await _audit_actions(services)
+
+
+async def test_resetting_secure_mode_forgets_it_and_outranks_a_message_in_flight(
+    admin: TestClient[Any, Any], world: World, services: Services
+) -> None:
+    tenant = world.tid("opted_in")
+    mac = "001ae8000077"
+    device_id = await _device(services, tenant, mac)
+    async with services.sessions() as session, session.begin():
+        session.add(WpiDevice(mac=mac, secure_since=utcnow(), secure_refused=True, version=4))
+    url = f"{API}/tenants/{tenant}/devices/{device_id}/secure-mode/reset"
+    reset = await admin.post(url, json={}, headers=world.auth("opted_in_admin"))
+    assert reset.status == 200
+    assert (await reset.json())["secure_since"] is None
+    async with services.sessions() as session:
+        phone = await session.get(WpiDevice, mac)
+    assert phone is not None and (phone.secure_since, phone.secure_refused) == (None, False)
+    # A message that read the phone before the reset writes nothing: it is decided again.
+    assert phone.version == 5
+    assert "device.secure_mode.reset" in await _audit_actions(services)
+    # A phone that never spoke WPI has nothing to reset.
+    other = await _device(services, tenant, "001ae8000078")
+    missing = f"{API}/tenants/{tenant}/devices/{other}/secure-mode/reset"
+    assert (await admin.post(missing, json={}, headers=world.auth("opted_in_admin"))).status == 404
 
 
 async def test_openapi_lists_the_unify_endpoints(admin: TestClient[Any, Any]) -> None:
