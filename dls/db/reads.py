@@ -115,6 +115,7 @@ class PointReads:
                 if url.get_backend_name() == "sqlite"
                 else create_async_engine(
                     url,
+                    hide_parameters=True,
                     isolation_level="AUTOCOMMIT",
                     pool_size=READ_POOL_SIZE,
                     max_overflow=0,
@@ -159,6 +160,7 @@ def sqlite_loop_engine(
         return None
     loop_engine = create_sync_engine(
         url.set(drivername="sqlite+pysqlite"),
+        hide_parameters=True,
         poolclass=StaticPool,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
         isolation_level="AUTOCOMMIT",  # a read needs no transaction; writes issue their own

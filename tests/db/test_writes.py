@@ -106,3 +106,16 @@ async def test_a_burst_waits_for_a_lock_held_elsewhere(engine: AsyncEngine) -> N
         assert await _phones(engine) == {"000000000001": (1, "late")}
     finally:
         writes.dispose()
+
+
+async def test_database_errors_do_not_carry_the_values_written(engine: AsyncEngine) -> None:
+    # What the device path writes is ciphertexts, keyed hashes and inventories; an error
+    # logged with its statement must not copy them into the log.
+    secret = "a0b1c2d3e4f5"  # the row's MAC, twice: the second insert violates the key
+    async with engine.begin() as connection:
+        await connection.execute(INSERT, {"k_mac": secret, "at": utcnow()})
+    with pytest.raises(IntegrityError) as failure:
+        async with engine.begin() as connection:
+            await connection.execute(INSERT, {"k_mac": secret, "at": utcnow()})
+    assert secret not in str(failure.value)
+    assert "hidden due to hide_parameters" in str(failure.value)
