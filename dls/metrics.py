@@ -12,12 +12,22 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["CONTENT_TYPE_LATEST", "REQUESTS", "REQUEST_SECONDS", "render"]
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "REQUESTS",
+    "REQUEST_SECONDS",
+    "WPI_INTERACTIONS",
+    "WPI_OPEN_INTERACTIONS",
+    "WPI_REFUSED",
+    "WPI_RETRY_AFTER",
+    "render",
+]
 
 REQUESTS = Counter(
     "dls_http_requests_total", "HTTP requests answered", ["listener", "method", "status"]
@@ -27,6 +37,31 @@ REQUEST_SECONDS = Histogram(
     "Time from request head to response, by listener",
     ["listener"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+
+# A boot storm as an operator watches it: interactions finished, phones turned away and
+# what they were told, interactions open. Listener: "device" (18443) or "secure" (18444).
+WPI_INTERACTIONS = Counter(
+    "dls_wpi_interactions_total", "WPI interactions ended with CleanUp", ["listener"]
+)
+WPI_REFUSED = Counter(
+    "dls_wpi_refused_total",
+    "WPI requests answered 503 + Retry-After: a new interaction at the door (opening), a "
+    "message of an open one (continuing), a message that kept losing a write race "
+    "(conflict), or a database error (database)",
+    ["listener", "reason"],
+)
+WPI_RETRY_AFTER = Histogram(
+    "dls_wpi_retry_after_seconds",
+    "Waits told to phones turned away at the door (their turns)",
+    ["listener"],
+    buckets=(5, 10, 15, 20, 30, 45, 60),
+)
+WPI_OPEN_INTERACTIONS = Gauge(
+    "dls_wpi_open_interactions",
+    "WPI interactions open (admitted, no CleanUp yet), as of the process's last WPI message",
+    ["listener"],
+    multiprocess_mode="livesum",
 )
 
 

@@ -21,12 +21,13 @@ from dls.db.types import utcnow
 from dls.db.writes import WriteConflict
 from dls.devices.models import Device
 from dls.devices.unify import ACTIVE_JOB_STATES, DeviceJob
+from dls.metrics import WPI_INTERACTIONS, WPI_OPEN_INTERACTIONS, WPI_REFUSED, WPI_RETRY_AFTER
 from dls.provisioning.wpi.dispatch import BACKGROUND, Background
 from dls.provisioning.wpi.exchange import exchange
 from dls.provisioning.wpi.identity import plain_mac
 from dls.provisioning.wpi.limits import RETRY_AFTER_MIN
 from dls.provisioning.wpi.messages import parse_request
-from dls.provisioning.wpi.runtime import WPI, build_runtime
+from dls.provisioning.wpi.runtime import WPI, WpiRuntime, build_runtime
 from dls.provisioning.wpi.xml import MAX_BODY_BYTES, WpiFormatError
 from dls.services import Services
 
@@ -57,7 +58,11 @@ def _plain(status: int, text: str, headers: dict[str, str] | None = None) -> web
     return web.Response(status=status, text=text, headers=headers)
 
 
-def _overloaded(retry_after: int, *, close: bool = False) -> web.Response:
+def _refused(
+    runtime: WpiRuntime, reason: str, retry_after: int = RETRY_AFTER_MIN, *, close: bool = False
+) -> web.Response:
+    """503 with ``Retry-After``; ``close``: let the phone's connection go."""
+    WPI_REFUSED.labels(runtime.listener, reason).inc()
     response = _plain(503, "busy, retry later", {"Retry-After": str(retry_after)})
     if close:
         response.force_close()
@@ -84,9 +89,10 @@ async def login_service(request: web.Request) -> web.Response:
         # a boot storm does not hold thousands of idle TLS connections, and if it is
         # near its connection stays for it (a new handshake costs more than waiting).
         if continuing:
-            return _overloaded(RETRY_AFTER_MIN)
+            return _refused(runtime, "continuing")
         turn = runtime.admission.retry_after()
-        return _overloaded(turn, close=turn > KEEP_CONNECTION_FOR)
+        WPI_RETRY_AFTER.labels(runtime.listener).observe(turn)
+        return _refused(runtime, "opening", turn, close=turn > KEEP_CONNECTION_FOR)
     with ticket:
         try:
             body = await request.read()
@@ -102,12 +108,14 @@ async def login_service(request: web.Request) -> web.Response:
         except WriteConflict:
             # Messages of one phone kept racing each other: it retries, and finds out.
             log.warning("WPI message kept conflicting with another; answering 503")
-            return _overloaded(RETRY_AFTER_MIN)
+            return _refused(runtime, "conflict")
         except (SQLAlchemyError, OSError):
             log.exception("WPI exchange failed on the database; answering 503")
-            return _overloaded(RETRY_AFTER_MIN)
+            return _refused(runtime, "database")
     if answer.ended:
         runtime.admission.finished()
+        WPI_INTERACTIONS.labels(runtime.listener).inc()
+    WPI_OPEN_INTERACTIONS.labels(runtime.listener).set(runtime.admission.open_interactions)
     response = web.Response(body=answer.body, content_type="text/xml", charset="utf-8")
     if answer.new_token is not None:
         response.set_cookie(COOKIE, answer.new_token, path=COOKIE_PATH, secure=True, httponly=True)
@@ -142,7 +150,7 @@ async def dcmp_contact_me(request: web.Request) -> web.Response:
             pending = bool(await session.scalar(statement))
     except (SQLAlchemyError, OSError):
         log.exception("DCMP poll failed on the database")
-        return _overloaded(RETRY_AFTER_MIN)
+        return _refused(runtime, "database")
     return web.Response(status=202 if pending else 200)
 
 

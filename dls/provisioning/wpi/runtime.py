@@ -107,6 +107,11 @@ class WpiRuntime:
     )
     desired: DesiredCache = field(default_factory=DesiredCache)
 
+    @property
+    def listener(self) -> str:
+        """The listener's name in metrics."""
+        return "secure" if self.secure else "device"
+
 
 WPI = web.AppKey("wpi", WpiRuntime)
 

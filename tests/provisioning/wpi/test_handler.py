@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from lxml import etree
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
 
 from dls import audit
@@ -20,6 +21,7 @@ from dls.devices.models import Scope, UnclaimedDevice
 from dls.devices.unify import JobKind, JobState, WpiDevice
 from dls.provisioning.wpi.dispatch import BACKGROUND
 from dls.provisioning.wpi.handler import KEEP_CONNECTION_FOR
+from dls.provisioning.wpi.limits import RETRY_AFTER_MIN
 from dls.provisioning.wpi.runtime import WPI
 from dls.provisioning.wpi.xml import MAX_BODY_BYTES
 from dls.services import Services
@@ -135,8 +137,10 @@ async def test_overload_refuses_new_interactions_with_503(
 ) -> None:
     tenant = await fleet.tenant()
     await fleet.device(tenant, MAC, line=LINE)
+    before = _wpi_metrics()
     opened = await post(device_client, workpoint("start-up", *identity()))
     cookie = opened.cookies["JSESSIONID"].value
+    assert _wpi_metrics()["open"] == 1
     device_client.server.app[WPI].admission.max_open = 0
     refused = await post(device_client, workpoint("start-up", *identity("001ae8000001")))
     assert refused.status == 503
@@ -159,6 +163,30 @@ async def test_overload_refuses_new_interactions_with_503(
     continued = await post(device_client, reply, cookie)
     assert continued.status == 200
     assert answer(await continued.read())[1] == "WriteItems"
+    # What an operator sees of it on /metrics.
+    after = _wpi_metrics()
+    assert after["opening"] - before["opening"] == 2
+    assert after["continuing"] - before["continuing"] == 1
+    assert after["turns"] - before["turns"] == 2
+    assert after["turns_sum"] - before["turns_sum"] > RETRY_AFTER_MIN + KEEP_CONNECTION_FOR
+    done = reply.replace(b"ReadAllItems", b"WriteItems")
+    assert answer(await (await post(device_client, done, cookie)).read())[1] == "CleanUp"
+    assert _wpi_metrics()["finished"] - before["finished"] == 1
+    assert _wpi_metrics()["open"] == 0
+
+
+def _wpi_metrics() -> dict[str, float]:
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"listener": "device", **labels}) or 0.0
+
+    return {
+        "opening": sample("dls_wpi_refused_total", reason="opening"),
+        "continuing": sample("dls_wpi_refused_total", reason="continuing"),
+        "turns": sample("dls_wpi_retry_after_seconds_count"),
+        "turns_sum": sample("dls_wpi_retry_after_seconds_sum"),
+        "finished": sample("dls_wpi_interactions_total"),
+        "open": sample("dls_wpi_open_interactions"),
+    }
 
 
 # --- unknown and assigned phones ---------------------------------------------------------
