@@ -8,7 +8,7 @@ from dls import audit
 from dls.api.routing import ApiError, Call
 from dls.tenancy.policy import Access, is_allowed, is_operator, resolve_access
 
-__all__ = ["owned", "record", "require", "require_operator"]
+__all__ = ["owned", "path_id", "record", "require", "require_operator"]
 
 
 async def require(call: Call, tenant_id: str, resource: str, action: str) -> Access:
@@ -34,6 +34,19 @@ class _TenantOwned(Protocol):
 Owned = TypeVar("Owned", bound=_TenantOwned)
 
 
+MAX_ROW_ID = 2**31 - 1  # ids are INTEGER columns: 32 bits on PostgreSQL
+
+
+def path_id(text: str) -> int | None:
+    """The row id a path parameter names, or None if no row can have it: not ASCII digits
+    (``str.isdigit`` accepts "²", which ``int`` refuses) or past the column's range (which
+    the database driver refuses). Callers answer None with their usual 404."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 10):
+        return None
+    value = int(text)
+    return value if 0 < value <= MAX_ROW_ID else None
+
+
 async def owned(
     call: Call, model: type[Owned], key: str | int | None, tenant_id: str, what: str
 ) -> Owned:
@@ -41,7 +54,7 @@ async def owned(
     to ``tenant_id``; otherwise 404, the same answer as for a row that does not exist, so
     ids of other tenants cannot be probed."""
     if isinstance(key, str):
-        key = int(key) if key.isdigit() else None
+        key = path_id(key)
     found = await call.session.get(model, key) if key is not None else None
     if found is None or found.tenant_id != tenant_id:
         raise ApiError.not_found(what)

@@ -7,7 +7,7 @@ import datetime as dt
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from dls.api.access import record
+from dls.api.access import path_id, record
 from dls.api.common import api
 from dls.api.routing import ApiError, Call, RequestModel
 from dls.auth import ratelimit
@@ -184,7 +184,8 @@ async def create_token(call: Call) -> ApiTokenCreated:
 )
 async def revoke_token(call: Call) -> None:
     token_id = call.params["token_id"]
-    row = await call.session.get(AccessToken, int(token_id)) if token_id.isdigit() else None
+    key = path_id(token_id)
+    row = await call.session.get(AccessToken, key) if key is not None else None
     if row is None or row.user_id != call.user.id or row.kind is not TokenKind.API:
         raise ApiError.not_found("token")
     if row.revoked_at is None:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator, model
 from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
-from dls.api.access import owned, record, require, require_operator
+from dls.api.access import owned, path_id, record, require, require_operator
 from dls.api.common import api
 from dls.api.firmware import Model, Vendor, Version
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
@@ -358,7 +358,8 @@ async def _list(call: Call, tenant_id: str | None) -> dict[str, object]:
 async def _rollout(call: Call, tenant_id: str | None) -> Rollout:
     """The rollout in the path; a tenant sees only its own, the operator every one."""
     raw = call.params["rollout_id"]
-    rollout = await call.session.get(Rollout, int(raw)) if raw.isdigit() else None
+    key = path_id(raw)
+    rollout = await call.session.get(Rollout, key) if key is not None else None
     if rollout is None or (tenant_id is not None and rollout.tenant_id != tenant_id):
         raise ApiError.not_found("rollout")
     return rollout

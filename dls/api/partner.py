@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import or_, select
 
-from dls.api.access import record, require
+from dls.api.access import path_id, record, require
 from dls.api.common import api
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
 from dls.api.routing import ApiError, Call, RequestModel
@@ -232,7 +232,8 @@ async def create_dpa(call: Call) -> Dpa:
 async def withdraw_dpa(call: Call) -> Dpa:
     access = await require(call, call.params["tenant_id"], "dpa", "write")
     dpa_id = call.params["dpa_id"]
-    dpa = await call.session.get(Dpa, int(dpa_id)) if dpa_id.isdigit() else None
+    key = path_id(dpa_id)
+    dpa = await call.session.get(Dpa, key) if key is not None else None
     tenant_id = access.tenant.tenant_id
     if dpa is None or tenant_id not in (dpa.from_tenant_id, dpa.to_tenant_id):
         raise ApiError.not_found("DPA")

@@ -248,3 +248,26 @@ async def test_claiming_an_unclaimed_device(
         {"mac": "000b82123456"},
     )
     assert status == 404
+
+
+@pytest.mark.parametrize("key", ["²", "٣", "2147483648", "9" * 30, "0", "-1", "1e3"])
+async def test_ids_no_row_can_have_are_404_not_errors(
+    client: Client, world: World, key: str
+) -> None:
+    # Unicode digits pass str.isdigit(); numbers past the id column's range overflow the
+    # database driver: none of them names a row, so each is the same 404 as a missing id.
+    tenant = world.tid("opted_in")
+    auth = world.auth("opted_in_admin")
+    for path in (
+        f"/tenants/{tenant}/devices/{key}",
+        f"/tenants/{tenant}/users/{key}",
+        f"/tenants/{tenant}/groups/{key}/settings",
+        f"/tenants/{tenant}/devices/{key}/settings",
+        f"/tenants/{tenant}/firmware/rollouts/{key}",
+    ):
+        response = await client.get("/api/v1" + path, headers=auth)
+        assert response.status == 404, (path, response.status, await response.text())
+    for path in (f"/me/tokens/{key}", f"/tenants/{tenant}/dpas/{key}/withdraw"):
+        method = client.delete if "tokens" in path else client.post
+        response = await method("/api/v1" + path, headers=auth)
+        assert response.status == 404, (path, response.status, await response.text())
