@@ -4,8 +4,9 @@ A phone's poll reads a few columns by an indexed key. Through an ORM session on
 aiosqlite that costs about 2 ms of CPU here (session and identity map, entity loading,
 JSON decoding of documents the poll does not need, several hand-offs to aiosqlite's
 thread); the same indexed read as a Core statement built once costs about 0.05 ms. The
-device path therefore reads through ``PointReads`` and loads ORM objects only when it
-must render (see ``dls.provisioning.files.handler``).
+device path therefore reads only through ``PointReads`` (or, for the WPI messages that
+need one, a transaction): the facts of a poll, and the settings documents when it must
+render (``dls.devices.effective.settings_sources``).
 
 - **SQLite**: the read runs on the event loop, on a connection of its own to the same
   file (pysqlite, autocommit, ``query_only``). In WAL mode a reader never waits for a

@@ -4,8 +4,8 @@ Trust (status, Digest password, the tenant's legacy mode, the MAC), the inputs o
 firmware selection (tenant, group, vendor, model, a version the device's own settings
 pin) and the configuration revision (the revisions of the five settings documents and
 of the device row): one indexed query of plain columns through ``PointReads``. The
-documents themselves, and the ORM objects, are loaded only when a file must be rendered
-(``dls.devices.effective.load_context``), which the render cache makes rare.
+documents themselves are read only when a file must be rendered
+(``dls.devices.effective.settings_sources``), which the render cache makes rare.
 """
 
 from __future__ import annotations

@@ -320,18 +320,21 @@ class FileProvisioner:
             # A common file depends on the model (Yealink's boot file names the model's
             # configuration): without a validated model there is nothing right to send.
             return _not_found()
-        async with self._services.sessions() as session:
-            document = await session.scalar(_SYSTEM_DOCUMENT)
-        revision = document.revision if document else 0
+        reads = self._services.reads
+        found = list(await reads.rows(_SYSTEM_REVISION, {}))
+        revision = found[0][0] if found else 0
         key = ("common", profile.vendor, detection.file.name, model.name, revision)
         rendered = self._cache.get(key)
         if rendered is None:
             settings = DeviceSettings()
-            if document is not None:
+            found = list(await reads.rows(_SYSTEM_DATA, {}))
+            if found:
                 # Secrets are not decrypted: the renderer's contract keeps them out of
                 # common files anyway, and a masked value cannot leak.
-                layer = decode_layer(document.data, None, purpose("system", SYSTEM_KEY))
+                revision, data = found[0]
+                layer = decode_layer(data, None, purpose("system", SYSTEM_KEY))
                 settings = _without_secrets(layer)
+                key = ("common", profile.vendor, detection.file.name, model.name, revision)
             try:
                 body = render(
                     RenderRequest(
@@ -383,9 +386,11 @@ class FileProvisioner:
         return web.Response(status=204)
 
 
-_SYSTEM_DOCUMENT = select(SettingsDocument).where(
-    SettingsDocument.scope == Scope.SYSTEM, SettingsDocument.scope_key == SYSTEM_KEY
-)
+# Common files depend on the system document only: its revision on every request (a
+# point read, like a device's facts), its contents when the rendering is not cached.
+_IS_SYSTEM = (SettingsDocument.scope == Scope.SYSTEM, SettingsDocument.scope_key == SYSTEM_KEY)
+_SYSTEM_REVISION = select(SettingsDocument.revision).where(*_IS_SYSTEM)
+_SYSTEM_DATA = select(SettingsDocument.revision, SettingsDocument.data).where(*_IS_SYSTEM)
 
 
 def _firmware_url(profile: VendorProfile, offer: Offer | None) -> str | None:
