@@ -55,6 +55,8 @@ async def owned(
     ids of other tenants cannot be probed."""
     if isinstance(key, str):
         key = path_id(key)
+    elif key is not None and not 0 < key <= MAX_ROW_ID:
+        key = None  # an id from a request body, past what the column holds
     found = await call.session.get(model, key) if key is not None else None
     if found is None or found.tenant_id != tenant_id:
         raise ApiError.not_found(what)

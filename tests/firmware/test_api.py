@@ -90,6 +90,8 @@ async def test_targets_and_a_tenant_rollout_through_the_api(
     target = {"vendor": "yealink", "model": "t46u", "version": "108.99.0.1"}
     base = f"/tenants/{tenant.tenant_id}/firmware"
     await api("PUT", base + "/targets", 404, json={**target, "group_id": foreign_group})
+    for no_row in (0, -1, 2**31, 10**30):  # no group has it; past the column: not a 500
+        await api("PUT", base + "/targets", 404, json={**target, "group_id": no_row})
     missing = await api("PUT", "/firmware/targets", 422, json={**target, "version": "1.2.3"})
     assert "no image" in missing["message"]
     answer = await api("PUT", base + "/targets", json={**target, "group_id": group})
