@@ -8,15 +8,18 @@ are never logged from request bodies or headers wholesale.
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import re
 import sys
-from typing import Any
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
 
 from dls.config import LogFormat
 
-__all__ = ["REQUEST_ID", "configure", "mask_fields"]
+__all__ = ["REQUEST_ID", "Output", "configure", "mask_fields", "output"]
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -27,11 +30,17 @@ _SECRET_NAME = re.compile(
 MASK = "***"
 
 
+@functools.lru_cache(maxsize=1024)
+def _secret_name(key: str) -> bool:
+    """Field names come from call sites, a small fixed set: decided once per name."""
+    return _SECRET_NAME.search(key) is not None
+
+
 def mask_fields(fields: dict[str, Any]) -> dict[str, Any]:
     """Replace the value of every secret-looking key, at any depth."""
     masked: dict[str, Any] = {}
     for key, value in fields.items():
-        if _SECRET_NAME.search(key):
+        if _secret_name(key):
             masked[key] = MASK if value not in (None, "") else value
         elif isinstance(value, dict):
             masked[key] = mask_fields(value)
@@ -56,47 +65,115 @@ class _Formatter(logging.Formatter):
     _stamp = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
+        return self.stamp(record.created)
+
+    def stamp(self, created: float) -> str:
+        second = int(created)
         if second != self._second:
-            self._second, self._stamp = second, super().formatTime(record, _TIME_FORMAT)
+            self._second = second
+            self._stamp = time.strftime(_TIME_FORMAT, self.converter(created))
         return self._stamp
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.line(
+            record.created,
+            record.levelname,
+            record.name,
+            record.request_id,  # type: ignore[attr-defined]
+            record.getMessage(),
+            record.fields,  # type: ignore[attr-defined]
+            self.formatException(record.exc_info) if record.exc_info else None,
+        )
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        name: str,
+        request_id: str,
+        message: str,
+        fields: dict[str, Any],
+        exception: str | None = None,
+    ) -> str:
+        """One line as this format writes it; also called by the access log, which
+        builds no LogRecord (``dls.access_log``)."""
+        raise NotImplementedError
 
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 
 class _TextFormatter(_Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line = (
-            f"{self.formatTime(record)} {record.levelname:<7} "
-            f"{record.name} [{record.request_id}] {record.getMessage()}"  # type: ignore[attr-defined]
-        )
-        fields = record.fields  # type: ignore[attr-defined]
+    def line(
+        self,
+        created: float,
+        level: str,
+        name: str,
+        request_id: str,
+        message: str,
+        fields: dict[str, Any],
+        exception: str | None = None,
+    ) -> str:
+        line = f"{self.stamp(created)} {level:<7} {name} [{request_id}] {message}"
         if fields:
             line += " " + " ".join(f"{k}={_text(v)}" for k, v in fields.items())
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+        if exception:
+            line += "\n" + exception
         return line
 
 
 class _JsonFormatter(_Formatter):
-    def format(self, record: logging.LogRecord) -> str:
+    def line(
+        self,
+        created: float,
+        level: str,
+        name: str,
+        request_id: str,
+        message: str,
+        fields: dict[str, Any],
+        exception: str | None = None,
+    ) -> str:
         entry: dict[str, Any] = {
-            "time": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "request_id": record.request_id,  # type: ignore[attr-defined]
-            "message": record.getMessage(),
-            **record.fields,  # type: ignore[attr-defined]
+            "time": self.stamp(created),
+            "level": level,
+            "logger": name,
+            "request_id": request_id,
+            "message": message,
+            **fields,
         }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        if exception:
+            entry["exception"] = exception
+        return _encode_json(entry)
 
 
 def _text(value: Any) -> str:
     text = str(value)
-    return json.dumps(text, ensure_ascii=False) if (" " in text or not text) else text
+    return _quote(text) if (" " in text or not text) else text
+
+
+# Encoders made once: json.dumps with any option builds a new JSONEncoder per call.
+_encode_json = json.JSONEncoder(default=str, ensure_ascii=False).encode
+_quote = json.JSONEncoder(ensure_ascii=False).encode
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The one handler ``configure`` installs, so ``output()`` can find it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """Where and how lines are written: for writers that build no LogRecord."""
+
+    formatter: _Formatter
+    stream: TextIO
+
+
+def output() -> Output | None:
+    """The configured output; None when ``configure`` has not run (library use, tests)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _Handler) and isinstance(handler.formatter, _Formatter):
+            return Output(handler.formatter, handler.stream)
+    return None
 
 
 def configure(log_format: LogFormat, level: str) -> None:
@@ -106,7 +183,7 @@ def configure(log_format: LogFormat, level: str) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler(sys.stderr)
     handler.addFilter(_ContextFilter())
     handler.setFormatter(_JsonFormatter() if log_format is LogFormat.JSON else _TextFormatter())
     root = logging.getLogger()

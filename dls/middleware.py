@@ -12,12 +12,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 
 from dls.logs import REQUEST_ID
 from dls.metrics import REQUEST_SECONDS, REQUESTS
 
-__all__ = ["LISTENER", "AccessLogger", "request_context"]
+__all__ = ["LISTENER", "loggable_path", "request_context"]
 
 log = logging.getLogger("dls.http")
 
@@ -49,8 +48,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     except Exception:
         # Anything unexpected is a bug: log it once with its traceback, answer a plain 500
         # that carries the request id and nothing of the exception.
-        path = _SIGNED_PATH.sub(r"\1…/", request.path)
-        log.exception("unhandled error", extra={"fields": {"path": path}})
+        log.exception("unhandled error", extra={"fields": {"path": loggable_path(request)}})
         raise web.HTTPInternalServerError(
             text="internal error; request id " + request_id,
             headers={REQUEST_ID_HEADER: request_id},
@@ -60,6 +58,13 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         _timer(listener).observe(time.perf_counter() - started)
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
+
+
+def loggable_path(request: web.BaseRequest) -> str:
+    """The path as the client sent it (percent-encoded, so it cannot break a log line),
+    without the query string or a firmware URL's signed token."""
+    path = request.raw_path.partition("?")[0]
+    return _SIGNED_PATH.sub(r"\1…/", path) if path.startswith("/fw/") else path
 
 
 # Unique per process start (random prefix) and per request (counter): as good as random
@@ -88,28 +93,3 @@ def _counter(listener: str, method: str, status: int) -> Any:
 @functools.lru_cache(maxsize=16)
 def _timer(listener: str) -> Any:
     return REQUEST_SECONDS.labels(listener)
-
-
-class AccessLogger(AbstractAccessLogger):
-    """One short structured line per request; no query strings, no headers but User-Agent."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            "%s %s %s",
-            request.method,
-            _SIGNED_PATH.sub(r"\1…/", request.path),
-            response.status,
-            extra={
-                "fields": {
-                    "listener": request.app[LISTENER] if hasattr(request, "app") else "-",
-                    "remote": request.remote,
-                    "ms": round(time * 1000, 2),
-                    "bytes": response.body_length,
-                    "ua": request.headers.get("User-Agent", "-")[:120],
-                }
-            },
-        )
-
-    @property
-    def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)

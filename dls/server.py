@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from dls import logs, tls
+from dls.access_log import access_lines, access_logger_class
 from dls.app import build_admin_app, build_device_app, build_secure_app
 from dls.config import ConfigError, Settings
 from dls.db.engine import create_engine, session_factory
@@ -34,7 +35,6 @@ from dls.discovery import Advertiser
 from dls.firmware.catalog import DEFAULT_CATALOG_DIR as DEFAULT_FIRMWARE_CATALOG
 from dls.firmware.catalog import CatalogError
 from dls.firmware.catalog import load_catalog as load_firmware_catalog
-from dls.middleware import AccessLogger
 from dls.pki import Pki, ensure_pki, fingerprint
 from dls.provisioning.ledger import Ledger
 from dls.secretbox import load_secret_box
@@ -151,7 +151,10 @@ async def _serve(
             tls.admin_context(pki),
         ),
     ]
+    lines = access_lines() if settings.access_log else None
     async with AsyncExitStack() as stack:
+        if lines is not None:
+            stack.callback(lines.flush)  # last: after the listeners' final requests
         stack.push_async_callback(engine.dispose)
         stack.push_async_callback(services.reads.dispose)
         stack.callback(services.writes.dispose)
@@ -163,7 +166,7 @@ async def _serve(
         for app, host, port, context in listeners:
             runner = web.AppRunner(
                 app,
-                access_log_class=AccessLogger,
+                access_log_class=access_logger_class(lines),
                 access_log=logging.getLogger("dls.access") if settings.access_log else None,
                 shutdown_timeout=settings.shutdown_timeout,
             )

@@ -73,6 +73,26 @@ async def test_sigterm_finishes_cleanly(server: ServerProcess) -> None:
     assert "stopped" in server.output()
 
 
+async def test_access_lines_are_written_within_a_second_and_on_stop(
+    server: ServerProcess,
+) -> None:
+    status, headers, _ = await _get(server.url("device", "/healthz?x=secret"), server.ssl_context())
+    assert status == 200
+    line = f"dls.access [{headers['X-Request-ID']}] GET /healthz 200 listener=device"
+    for _ in range(30):  # the buffer is written a second after its first line
+        if line in server.output():
+            break
+        await asyncio.sleep(0.1)
+    assert line in server.output()
+    assert "x=secret" not in server.output()  # no query strings
+
+    status, headers, _ = await _get(server.url("admin", "/healthz"), server.ssl_context())
+    assert await server.stop() == 0  # at once: the clean stop writes the buffer
+    assert f"dls.access [{headers['X-Request-ID']}] GET /healthz 200 listener=admin" in (
+        server.output()
+    )
+
+
 async def test_workers_share_the_ports(tmp_path: Path, database_url: str) -> None:
     process = ServerProcess(tmp_path, database_url, args=["--workers", "2"])
     await process.start()
