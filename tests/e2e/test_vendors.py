@@ -10,7 +10,9 @@ One server for the module keeps the run short; every test makes its own tenant a
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,7 +175,6 @@ def expected_line(case: Case, sip_user: str) -> dict[str, str]:
 
 
 # --- fixtures ----------------------------------------------------------------------------
-
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -352,6 +353,42 @@ async def test_a_wrong_digest_password_gets_404(
     assert all(sim.body(name) == NOT_FOUND for name in own)
     assert not case.line_keys() & settings.keys()
     assert_no_secret(sim, case, line_password(case))
+
+
+async def test_a_digest_response_for_one_file_does_not_fetch_another(
+    server: ServerProcess, admin: AdminClient
+) -> None:
+    """The response hashes the URI it names; that URI must be the one requested."""
+    case = CASES[0]  # Yealink: <mac>.boot and <mac>.cfg are both per-device files
+    setup = await register(admin, case, "replay")
+    agent = f"Yealink SIP-{case.model} {case.firmware} {setup.mac}"
+    boot, cfg = f"/prov/{setup.mac}.boot", f"/prov/{setup.mac}.cfg"
+    async with aiohttp.ClientSession(headers={"User-Agent": agent}) as session:
+        url = server.url("device", cfg)
+        async with session.get(url, ssl=server.ssl_context()) as response:
+            assert response.status == 401
+            nonce = re.search(r'nonce="([^"]+)"', response.headers["WWW-Authenticate"])
+        assert nonce is not None
+        header = digest_header(setup.mac, setup.password, nonce.group(1), boot)
+        for path, status in ((cfg, 404), (boot, 200)):
+            async with session.get(
+                server.url("device", path),
+                headers={"Authorization": header},
+                ssl=server.ssl_context(),
+            ) as response:
+                assert response.status == status, path
+
+
+def digest_header(username: str, password: str, nonce: str, uri: str) -> str:
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()  # noqa: S324 - RFC 7616 MD5
+
+    ha1, ha2 = md5(f"{username}:dls:{password}"), md5(f"GET:{uri}")
+    response = md5(f"{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}")
+    return (
+        f'Digest username="{username}", realm="dls", nonce="{nonce}", uri="{uri}", '
+        f'algorithm=MD5, qop=auth, nc=00000001, cnonce="c0ffee", response="{response}"'
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)

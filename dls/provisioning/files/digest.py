@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import re
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["NONCE_LIFETIME", "DigestVerifier", "ha1", "parse_authorization"]
 
@@ -34,8 +34,7 @@ MAX_HEADER_LENGTH = 2048
 _NONCES_REMEMBERED = 4096  # one per NONCE_LIFETIME per worker is typical
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
+class Credentials(NamedTuple):  # a tuple: built per request, cheaper than a dataclass
     username: str
     realm: str
     nonce: str

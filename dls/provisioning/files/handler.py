@@ -200,7 +200,8 @@ class FileProvisioner:
         valid = self._digest.verify_ha1(credentials, request.method, detection.mac or "", secret)
         if not (device is not None and valid and nonce == "fresh"):
             return _not_found()
-        if credentials.uri != request.path_qs:
+        # The request-target as the device sent it (RFC 7616 3.4: "uri"), not re-encoded.
+        if credentials.uri != request.raw_path:
             return _not_found()
         return None
 
