@@ -171,8 +171,11 @@ class Detector:
             if match is None:
                 continue
             groups = {name: value for name, value in match.groupdict().items() if value is not None}
-            if "mac" in groups and normalise_mac(groups["mac"]) is None:
-                continue  # 000000000000.cfg is Poly's master file, not a device file
+            if "mac" in groups:
+                mac = normalise_mac(groups["mac"])
+                if mac is None:
+                    continue  # 000000000000.cfg is Poly's master file, not a device file
+                groups["mac"] = mac
             return matcher, groups
         return None
 
@@ -186,17 +189,14 @@ def _conclude(
 ) -> Detection | Rejection:
     path_groups = path_hit[1] if path_hit else {}
     ua_mac = normalise_mac(ua["mac"]) if "mac" in ua else None
-    path_mac = normalise_mac(path_groups["mac"]) if "mac" in path_groups else None
+    path_mac = path_groups.get("mac")  # normalised by _match_path
     if ua_mac and path_mac and ua_mac != path_mac:
         return Rejection(
             RejectReason.MAC_MISMATCH, f"path MAC {path_mac} != User-Agent MAC {ua_mac}", evidence
         )
     model_spec = profile.model(ua["model"]) if "model" in ua else None
-    path_models = [
-        m
-        for m in profile.models
-        if "file_id" in path_groups and m.file_id == path_groups["file_id"]
-    ]
+    file_id = path_groups.get("file_id")
+    path_models = [m for m in profile.models if m.file_id == file_id] if file_id else []
     if model_spec is not None and path_models and model_spec not in path_models:
         return Rejection(
             RejectReason.MODEL_MISMATCH,

@@ -26,6 +26,7 @@ explicit keys per line for vendors whose numbering has no pattern (Grandstream P
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 import tomllib
@@ -560,11 +561,16 @@ class VendorProfile(_Strict):
 
     def model(self, name: str) -> ModelSpec | None:
         """The validated model called ``name`` (or one of its aliases), any case."""
-        wanted = name.casefold()
+        return self._models_by_name.get(name.casefold())
+
+    @functools.cached_property
+    def _models_by_name(self) -> dict[str, ModelSpec]:
+        """Every poll asks for its device's model, some more than once."""
+        found: dict[str, ModelSpec] = {}
         for model in self.models:
-            if wanted in (model.name.casefold(), *(alias.casefold() for alias in model.aliases)):
-                return model
-        return None
+            for name in (model.name, *model.aliases):
+                found.setdefault(name.casefold(), model)
+        return found
 
     def file(self, name: str) -> FileSpec:
         for spec in self.files:
