@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, exists, or_, select
+from sqlalchemy import bindparam, case, exists, null, or_, select
 
 from dls.db.reads import Reader
 from dls.devices.effective import config_revision, join_documents
@@ -60,7 +60,12 @@ def _statement():  # type: ignore[no-untyped-def]
         Device.digest_password,
         Tenant.legacy_mac_only,
         Tenant.wpi_secure_mode,
-        docs[-1].data[("firmware", "version")].as_string(),
+        # SQLite's json_extract costs ~5 us even on NULL, and most devices have no
+        # document of their own: a fifth of the whole query, skipped then.
+        case(
+            (docs[-1].data.is_(None), null()),
+            else_=docs[-1].data[("firmware", "version")].as_string(),
+        ),
         or_(
             exists().where(FirmwareTarget.vendor == Device.vendor),
             exists().where(
