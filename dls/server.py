@@ -9,6 +9,7 @@ SIGTERM is passed on, each worker finishes its in-flight requests and exits.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -180,11 +181,22 @@ async def _serve(
             advertiser = Advertiser(settings, ca_sha256)
             await advertiser.start()
             stack.push_async_callback(advertiser.stop)
+        _freeze_startup_objects()
         if on_ready is not None:
             on_ready()
         await stop.wait()
         log.info("stopping: finishing in-flight requests")
     log.info("stopped")
+
+
+def _freeze_startup_objects() -> None:
+    """Keep what start-up built (modules, profiles, models, metadata: ~370,000 objects)
+    out of every later garbage collection. They live as long as the process, yet each
+    full collection walked them all: a pause of tens of milliseconds on the event loop
+    every few seconds under load, ~20 us per device poll on average (``gc.freeze``, as
+    the gc module's documentation suggests for long-running servers)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None]) -> None:
