@@ -15,6 +15,10 @@ other writers slept in SQLite's busy handler (bench/wpi.py: p99 of seconds).
   the async engine, which waits in its own thread. The ledger writes its batches as
   bursts too: its transaction, held across aiosqlite hand-offs, used to send a tenth of
   the device path's writes the slow way (bench/wpi.py: 105 -> 229 interactions/s).
+  That connection does not checkpoint the WAL when a commit crosses SQLite's threshold,
+  which stalled the loop for 10-20 ms every second or two under a ledger's load: a
+  thread checkpoints (PASSIVE: never waiting for readers or writers) at most once a
+  second after its commits.
 - **Other databases** (PostgreSQL): one transaction on the main engine.
 
 Every single-row statement must touch exactly one row. The device path reads outside any lock and
@@ -26,7 +30,9 @@ the caller to read again.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,10 +46,13 @@ from dls.db.engine import WRITER
 from dls.db.prepared import PreparedStatements
 from dls.db.reads import sqlite_loop_engine
 
+log = logging.getLogger(__name__)
+
 __all__ = ["Write", "WriteBursts", "WriteConflict", "run_burst"]
 
 # Seconds between looks at a taken SQLite write lock before waiting in a thread instead.
 LOCK_RETRY_DELAYS = (0.001, 0.002, 0.004, 0.008, 0.016)
+CHECKPOINT_EVERY_S = 1.0
 
 
 class WriteConflict(Exception):
@@ -73,6 +82,8 @@ class WriteBursts:
         self._sync = sqlite_loop_engine(engine, 0, _writer_pragmas)  # never wait on the loop
         self._prepared = PreparedStatements(self._sync.dialect) if self._sync else None
         self._connection: PoolProxiedConnection | None = None
+        self._checkpointing = False
+        self._last_checkpoint = 0.0
 
     async def run(self, writes: Sequence[Write]) -> None:
         """Execute ``writes`` in one transaction; ``WriteConflict`` if one misses."""
@@ -130,12 +141,27 @@ class WriteBursts:
                 if not many and cursor.rowcount != 1:
                     raise WriteConflict(prepared.sql[:80])
             cursor.execute("COMMIT")
+            self._committed()
         except BaseException:
             try:
                 cursor.execute("ROLLBACK")
             except sqlite3.Error:
                 self._drop_connection()  # no transaction left to end, or a broken one
             raise
+
+    def _committed(self) -> None:
+        now = time.monotonic()
+        if self._checkpointing or now - self._last_checkpoint < CHECKPOINT_EVERY_S:
+            return
+        self._checkpointing, self._last_checkpoint = True, now
+        database = self._engine.url.database
+        done = asyncio.get_running_loop().run_in_executor(None, _checkpoint, database)
+        done.add_done_callback(self._checkpointed)
+
+    def _checkpointed(self, done: asyncio.Future[None]) -> None:
+        self._checkpointing = False
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("WAL checkpoint failed: %s", done.exception())
 
     def _drop_connection(self) -> None:
         if self._connection is not None:
@@ -159,4 +185,15 @@ def _writer_pragmas(dbapi_connection: sqlite3.Connection) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")  # as the main engine's connections
+    cursor.execute("PRAGMA wal_autocheckpoint=0")  # a thread does it (_checkpoint)
     cursor.close()
+
+
+def _checkpoint(database: str) -> None:
+    """In a worker thread: copy the WAL's committed pages into the database file. One
+    call into SQLite, which releases the GIL for all of it."""
+    connection = sqlite3.connect(database)
+    try:
+        connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        connection.close()

@@ -4,12 +4,14 @@ SQLite a burst that meets the write lock taken waits for it instead of failing."
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dls.db import writes as writes_module
 from dls.db.engine import WRITER, is_sqlite, session_factory
 from dls.db.types import utcnow
 from dls.db.writes import Write, WriteBursts, WriteConflict
@@ -104,6 +106,45 @@ async def test_a_burst_waits_for_a_lock_held_elsewhere(engine: AsyncEngine) -> N
             assert not burst.done()
         await asyncio.wait_for(burst, 5)
         assert await _phones(engine) == {"000000000001": (1, "late")}
+    finally:
+        writes.dispose()
+
+
+async def test_commits_on_the_loop_are_checkpointed_in_a_thread(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not is_sqlite(engine):
+        pytest.skip("a SQLite WAL matter")
+    threads: list[int] = []
+    checkpoint = writes_module._checkpoint
+
+    def spy(database: str) -> None:
+        threads.append(threading.get_ident())
+        checkpoint(database)
+
+    monkeypatch.setattr(writes_module, "_checkpoint", spy)
+    writes = WriteBursts(engine)
+    try:
+        for number in range(3):  # within a second: one checkpoint
+            await writes.run([_insert(f"00000000000{number}")])
+        for _ in range(100):
+            if threads:
+                break
+            await asyncio.sleep(0.01)
+        assert len(threads) == 1 and threads[0] != threading.get_ident()
+        monkeypatch.setattr(writes_module, "CHECKPOINT_EVERY_S", 0.0)
+        await asyncio.sleep(0.05)  # the first one is done
+        await writes.run([_insert("000000000009")])
+        for _ in range(100):
+            if len(threads) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert len(threads) == 2
+        async with engine.connect() as connection:  # nothing left behind in the WAL
+            busy, frames, copied = (
+                await connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            ).one()
+        assert busy == 0 and frames == copied
     finally:
         writes.dispose()
 
