@@ -10,8 +10,7 @@ documents themselves are read only when a file must be rendered
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, case, exists, null, or_, select
 
@@ -25,8 +24,7 @@ from dls.tenancy.models import Tenant, WpiSecureMode
 __all__ = ["DeviceFacts", "device_facts"]
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceFacts:
+class DeviceFacts(NamedTuple):  # one per poll: a tuple is the cheapest record to build
     id: int
     mac: str
     vendor: str
