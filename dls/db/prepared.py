@@ -23,7 +23,7 @@ class Prepared:
     """A statement compiled once for one dialect, with its bind and result processors
     (a SELECT's; an INSERT or UPDATE returns no rows)."""
 
-    __slots__ = ("_plan", "_results", "_row", "sql")
+    __slots__ = ("_converted", "_plan", "_row", "sql")
 
     def __init__(self, statement: Executable, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -46,8 +46,12 @@ class Prepared:
                 plan.append((None, value if process is None or value is None else process(value)))
         self._plan = tuple(plan)
         columns = list(statement.selected_columns) if isinstance(statement, Select) else []
-        self._results = tuple(
+        results = [
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        ]
+        # Only the columns that have a processor (enums, booleans, JSON; most have none).
+        self._converted = tuple(
+            (index, process) for index, process in enumerate(results) if process is not None
         )
         self._row = collections.namedtuple(  # type: ignore[misc]
             "Row", [str(column.key) for column in columns], rename=True
@@ -64,14 +68,18 @@ class Prepared:
         return tuple(values)
 
     def rows(self, found: list[tuple[Any, ...]]) -> list[Any]:
-        results, make = self._results, self._row._make
-        return [
-            make(
-                value if process is None or value is None else process(value)
-                for process, value in zip(results, row, strict=True)
-            )
-            for row in found
-        ]
+        converted, make = self._converted, self._row._make
+        if not converted:
+            return [make(row) for row in found]
+        rows = []
+        for row in found:
+            values = list(row)
+            for index, process in converted:
+                value = values[index]
+                if value is not None:
+                    values[index] = process(value)
+            rows.append(make(values))
+        return rows
 
 
 class PreparedStatements:
