@@ -9,6 +9,9 @@ with SQLAlchemy Core bulk inserts in batches of BATCH_ROWS, using dls's own mode
   password, display name, label) and four BLF line keys;
 - per device a Yealink SIP-T46U assigned to that user, with an HTTP Digest password.
 
+On PostgreSQL the tables are then vacuumed and analysed, as an operator would after a
+bulk import, so autovacuum does not run during the measurement.
+
 Secrets go through ``dls.devices.layers.encode_layer`` and ``dls.secretbox.SecretBox``
 with the same purposes the admin API uses (``settings:user:<id>``, ``device:<id>:digest``),
 so the server decrypts them exactly as it would after an admin created the fleet. The
@@ -242,6 +245,12 @@ async def seed(database_url: str, box: SecretBox, count: int, seed_value: int = 
                 # Explicit ids leave the sequences behind; the admin API would collide.
                 for statement in _RESET_SEQUENCES:
                     await connection.exec_driver_sql(statement)
+        if engine.dialect.name == "postgresql":
+            # As after any bulk import: otherwise autovacuum and autoanalyze of the fresh
+            # tables run during the measurement (0.7 of a core at 100,000 phones).
+            async with engine.connect() as connection:
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+                await connection.exec_driver_sql("VACUUM (ANALYZE)")
         return SeededFleet(tenant_id, phones)
     finally:
         await engine.dispose()
