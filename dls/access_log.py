@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from dls.logs import REQUEST_ID, Output, output
+from dls.logs import REQUEST_ID, Entry, Output, output
 from dls.middleware import LISTENER, loggable_path
 
 __all__ = ["AccessLines", "access_logger_class"]
@@ -48,7 +48,7 @@ class AccessLines:
 
     def add(self, fields: dict[str, Any], message: str) -> None:
         line = self._out.formatter.line(
-            time.time(), "INFO", LOGGER_NAME, REQUEST_ID.get(), message, fields
+            Entry(time.time(), "INFO", LOGGER_NAME, REQUEST_ID.get(), message, fields)
         )
         self._lines.append(line + "\n")
         self._size += len(line) + 1

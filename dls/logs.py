@@ -15,11 +15,11 @@ import re
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from dls.config import LogFormat
 
-__all__ = ["REQUEST_ID", "Output", "configure", "mask_fields", "output"]
+__all__ = ["REQUEST_ID", "Entry", "Output", "configure", "mask_fields", "output"]
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -57,6 +57,18 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+class Entry(NamedTuple):
+    """What a line says, from a LogRecord or made directly (the access log)."""
+
+    created: float
+    level: str
+    name: str
+    request_id: str
+    message: str
+    fields: dict[str, Any]
+    exception: str | None = None
+
+
 class _Formatter(logging.Formatter):
     """Time stamps to the second, formatted once per second: the access log writes a
     line per request, and strftime per line showed in profiles of the device path."""
@@ -76,25 +88,18 @@ class _Formatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return self.line(
-            record.created,
-            record.levelname,
-            record.name,
-            record.request_id,  # type: ignore[attr-defined]
-            record.getMessage(),
-            record.fields,  # type: ignore[attr-defined]
-            self.formatException(record.exc_info) if record.exc_info else None,
+            Entry(
+                record.created,
+                record.levelname,
+                record.name,
+                record.request_id,  # type: ignore[attr-defined]
+                record.getMessage(),
+                record.fields,  # type: ignore[attr-defined]
+                self.formatException(record.exc_info) if record.exc_info else None,
+            )
         )
 
-    def line(
-        self,
-        created: float,
-        level: str,
-        name: str,
-        request_id: str,
-        message: str,
-        fields: dict[str, Any],
-        exception: str | None = None,
-    ) -> str:
+    def line(self, entry: Entry) -> str:
         """One line as this format writes it; also called by the access log, which
         builds no LogRecord (``dls.access_log``)."""
         raise NotImplementedError
@@ -104,46 +109,31 @@ _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 
 class _TextFormatter(_Formatter):
-    def line(
-        self,
-        created: float,
-        level: str,
-        name: str,
-        request_id: str,
-        message: str,
-        fields: dict[str, Any],
-        exception: str | None = None,
-    ) -> str:
-        line = f"{self.stamp(created)} {level:<7} {name} [{request_id}] {message}"
-        if fields:
-            line += " " + " ".join(f"{k}={_text(v)}" for k, v in fields.items())
-        if exception:
-            line += "\n" + exception
+    def line(self, entry: Entry) -> str:
+        line = (
+            f"{self.stamp(entry.created)} {entry.level:<7} {entry.name} "
+            f"[{entry.request_id}] {entry.message}"
+        )
+        if entry.fields:
+            line += " " + " ".join(f"{k}={_text(v)}" for k, v in entry.fields.items())
+        if entry.exception:
+            line += "\n" + entry.exception
         return line
 
 
 class _JsonFormatter(_Formatter):
-    def line(
-        self,
-        created: float,
-        level: str,
-        name: str,
-        request_id: str,
-        message: str,
-        fields: dict[str, Any],
-        exception: str | None = None,
-    ) -> str:
-        entry: dict[str, Any] = {
-            "time": self.stamp(created),
-            "level": level,
-            "logger": name,
-            "request_id": request_id,
-            "message": message,
-            **fields,
+    def line(self, entry: Entry) -> str:
+        fields: dict[str, Any] = {
+            "time": self.stamp(entry.created),
+            "level": entry.level,
+            "logger": entry.name,
+            "request_id": entry.request_id,
+            "message": entry.message,
+            **entry.fields,
         }
-        if exception:
-            entry["exception"] = exception
-        return _encode_json(entry)
+        if entry.exception:
+            fields["exception"] = entry.exception
+        return _encode_json(fields)
 
 
 def _text(value: Any) -> str:

@@ -6,6 +6,7 @@ The database is SQLite in a temporary file unless ``DLS_TEST_DATABASE_URL`` name
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -26,6 +27,16 @@ TEST_DATABASE_URL = os.environ.get("DLS_TEST_DATABASE_URL", "")
 # deadline still fails a real hang, without failing a run on a loaded machine.
 hypothesis_settings.register_profile("dls", deadline=2000)
 hypothesis_settings.load_profile("dls")
+
+
+@pytest.fixture
+def restore_root_logger() -> Any:
+    """For tests that call ``dls.logs.configure``: the root logger as it was, after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

@@ -33,13 +33,7 @@ class _Writes(io.StringIO):
         return super().write(text)
 
 
-@pytest.fixture(autouse=True)
-def _restore_root_logger():  # type: ignore[no-untyped-def]
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logger")
 
 
 def _lines(log_format: LogFormat) -> tuple[AccessLines, _Writes]:

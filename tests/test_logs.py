@@ -6,14 +6,7 @@ import pytest
 from dls.config import LogFormat
 from dls.logs import REQUEST_ID, configure, mask_fields
 
-
-@pytest.fixture(autouse=True)
-def _restore_root_logger():  # type: ignore[no-untyped-def]
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logger")
 
 
 def test_secret_looking_fields_are_masked_at_any_depth() -> None:
