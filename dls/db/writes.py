@@ -141,21 +141,24 @@ class WriteBursts:
                 if not many and cursor.rowcount != 1:
                     raise WriteConflict(prepared.sql[:80])
             cursor.execute("COMMIT")
-            self._committed()
         except BaseException:
             try:
                 cursor.execute("ROLLBACK")
             except sqlite3.Error:
                 self._drop_connection()  # no transaction left to end, or a broken one
             raise
+        self._committed()
 
     def _committed(self) -> None:
         now = time.monotonic()
         if self._checkpointing or now - self._last_checkpoint < CHECKPOINT_EVERY_S:
             return
-        self._checkpointing, self._last_checkpoint = True, now
         database = self._engine.url.database
-        done = asyncio.get_running_loop().run_in_executor(None, _checkpoint, database)
+        try:
+            done = asyncio.get_running_loop().run_in_executor(None, _checkpoint, database)
+        except RuntimeError:  # shutting down: the executor is gone, the commit stands
+            return
+        self._checkpointing, self._last_checkpoint = True, now
         done.add_done_callback(self._checkpointed)
 
     def _checkpointed(self, done: asyncio.Future[None]) -> None:
