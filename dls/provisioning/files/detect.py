@@ -13,11 +13,13 @@ was taken for, say, a Poly VVX 400 with BootROM 5.0.3.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 
 from dls.provisioning.files.profiles import (
     FileSpec,
@@ -43,6 +45,9 @@ __all__ = [
 
 MAX_USER_AGENT_LENGTH = 512  # real ones stay under ~130; bounds regex work on hostile input
 MAX_PATH_LENGTH = 1024
+# A phone sends one User-Agent on every request of a boot (and Yealink's names its MAC):
+# its match is looked up once per phone, not once per file.
+USER_AGENTS_REMEMBERED = 4096
 _NOT_A_MAC = frozenset({"000000000000", "ffffffffffff"})
 _HEX12 = re.compile(r"^[0-9a-f]{12}$")
 
@@ -125,6 +130,9 @@ class Detector:
         self._files: dict[str, list[_FileMatcher]] = {
             profile.vendor: _file_matchers(profile) for profile in profiles
         }
+        self._user_agent = functools.lru_cache(maxsize=USER_AGENTS_REMEMBERED)(
+            functools.partial(_match_user_agent, profiles)
+        )
 
     def detect(self, path: str, user_agent: str | None) -> Detection | Rejection:
         """Vendor, model, version and MAC of the device requesting ``path``.
@@ -137,7 +145,7 @@ class Detector:
             return Rejection(
                 RejectReason.UNRECOGNISED, "path or User-Agent too long to be a device"
             )
-        agent = _match_user_agent(self._profiles, user_agent or "")
+        agent = self._user_agent(user_agent or "")
         vendors = [agent[0]] if agent else list(self._profiles)
         hits = [hit for profile in vendors if (hit := self._match_path(profile, path))]
         evidence: list[Evidence] = []
@@ -223,7 +231,9 @@ def _conclude(
 
 def _match_user_agent(
     profiles: ProfileSet, user_agent: str
-) -> tuple[VendorProfile, UserAgentPattern, dict[str, str]] | None:
+) -> tuple[VendorProfile, UserAgentPattern, Mapping[str, str]] | None:
+    """The first pattern matching ``user_agent``, with what it captured (read-only: the
+    result is shared by every request that sends this User-Agent)."""
     if not user_agent:
         return None
     for profile in profiles:
@@ -231,7 +241,7 @@ def _match_user_agent(
             match = pattern.pattern.search(user_agent)
             if match:
                 groups = {k: v for k, v in match.groupdict().items() if v is not None}
-                return profile, pattern, groups
+                return profile, pattern, MappingProxyType(groups)
     return None
 
 

@@ -263,6 +263,28 @@ def test_path_and_user_agent_macs_must_agree(profiles: ProfileSet, path: str, ag
     }
 
 
+def test_one_detector_judges_each_request_of_a_user_agent_by_its_own_path(
+    profiles: ProfileSet,
+) -> None:
+    """A phone's User-Agent is matched once per Detector and reused: the paths of its
+    later requests are still checked against it, and what it captured cannot be changed
+    by one request for the next."""
+    detector = Detector(profiles)
+    agent = "Yealink SIP-T46U 108.86.0.90 24:9a:d8:88:d0:f4"
+    first = detector.detect("/249ad888d0f4.boot", agent)
+    assert isinstance(first, Detection)
+    assert (first.mac, first.file and first.file.name) == ("249ad888d0f4", "device-boot")
+    other = detector.detect("/001565f429a4.cfg", agent)
+    assert isinstance(other, Rejection)
+    assert other.reason is RejectReason.MAC_MISMATCH
+    again = detector.detect("/249ad888d0f4.cfg", agent)
+    assert isinstance(again, Detection)
+    assert (again.mac, again.file and again.file.name) == ("249ad888d0f4", "device-config")
+    captured = again.evidence[0].captured
+    with pytest.raises(TypeError):
+        captured["mac"] = "001565f429a4"  # type: ignore[index]
+
+
 def test_another_models_file_is_rejected(profiles: ProfileSet) -> None:
     result = detect(profiles, "/snomD345.htm", SNOM_UA)
     assert isinstance(result, Rejection)
