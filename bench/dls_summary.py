@@ -110,6 +110,30 @@ def newconn_table(runs: dict[tuple[str, int, int], dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def latency_table(runs: dict[tuple[str, int, int], dict[str, Any]]) -> str:
+    """The three servers' latency under the same load generator: what p99 a closed loop
+    of wrk connections gives even a server doing nothing but send the bytes."""
+    rows = [
+        "| database, phones, workers | scenario | dls p50 / p99 ms "
+        "| bare aiohttp p50 / p99 ms | nginx p50 / p99 ms | wrk cores (dls run) |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for key, document in sorted(runs.items()):
+        c = cells(document)
+        for scenario in ("keep-alive", "new-conn"):
+            shown = [
+                "-" if cell is None else f"{cell['p50_ms']:.1f} / {cell['p99_ms']:.1f}"
+                for cell in (c.get((name, scenario)) for name in ("dls", "aiohttp", "nginx"))
+            ]
+            wrk = c.get(("dls", scenario), {}).get("client_cores")
+            rows.append(
+                f"| {_config(key)} | {scenario} | "
+                + " | ".join(shown)
+                + f" | {'-' if wrk is None else f'{wrk:.2f}'} |"
+            )
+    return "\n".join(rows)
+
+
 def variants_table(runs: dict[tuple[str, int, int], dict[str, Any]]) -> str:
     rows = [
         "| database, phones, workers | scenario | dls (Digest) req/s, CPU ms/req "
@@ -204,6 +228,7 @@ def main(argv: list[str]) -> int:
     for title, table in (
         ("Keep-alive, 64 connections", keepalive_table(runs)),
         ("New TLS connection per fetch (full handshake), 32 connections", newconn_table(runs)),
+        ("Latency of the three servers under the same load", latency_table(runs)),
         ("Trust modes and the render cache", variants_table(runs)),
         ("100,000 phones against 1,000", scale_table(runs)),
         ("Runs", noise_table(runs)),
