@@ -28,8 +28,11 @@ NONCE_LIFETIME = 300  # seconds
 REALM = "dls"
 _ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 # name=token or name="quoted", a quoted string matched as runs of plain characters between
-# escapes (one step per run, not per character: half the cost on a phone's header).
+# escapes (one step per run, not per character: half the cost on a phone's header). Phones
+# send no escapes at all: without a backslash the simpler pattern reads the same, in half
+# the time again.
 _PARAM = re.compile(r'(\w+)=(?:"([^"\\]*(?:\\.[^"\\]*)*)"|([^\s,]+))')
+_PLAIN_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]+))')
 MAX_HEADER_LENGTH = 2048
 _NONCES_REMEMBERED = 4096  # one per NONCE_LIFETIME per worker is typical
 
@@ -52,10 +55,14 @@ def parse_authorization(header: str) -> Credentials | None:
     scheme, _, rest = header.partition(" ")
     if scheme.lower() != "digest":
         return None
-    params = {
-        key.lower(): bare or (quoted.replace('\\"', '"') if "\\" in quoted else quoted)
-        for key, quoted, bare in _PARAM.findall(rest)
-    }
+    if "\\" in rest:
+        found = [
+            (key, quoted.replace('\\"', '"') if "\\" in quoted else quoted, bare)
+            for key, quoted, bare in _PARAM.findall(rest)
+        ]
+    else:
+        found = _PLAIN_PARAM.findall(rest)
+    params = {key.lower(): bare or quoted for key, quoted, bare in found}
     try:
         return Credentials(
             username=params["username"],
