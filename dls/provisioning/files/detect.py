@@ -17,9 +17,10 @@ import functools
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
+from typing import NamedTuple
 
 from dls.provisioning.files.profiles import (
     FileSpec,
@@ -64,18 +65,16 @@ class RejectReason(StrEnum):
     MODEL_MISMATCH = "model-mismatch"  # the file is another model's file
 
 
-@dataclass(frozen=True, slots=True)
-class Evidence:
+class Evidence(NamedTuple):  # built per request: a tuple is the cheapest record
     """One match: which rule of which vendor matched, and what it captured."""
 
     source: EvidenceSource
     vendor: str
     rule: str  # User-Agent pattern name or file spec name
-    captured: Mapping[str, str] = field(default_factory=dict)
+    captured: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class Detection:
+class Detection(NamedTuple):  # one per request, like Evidence
     """What the request says about the device.
 
     ``model`` is the profile's name for a validated model, else the User-Agent's spelling
