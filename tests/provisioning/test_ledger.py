@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dls.db.engine import session_factory
 from dls.db.writes import WriteBursts
 from dls.devices.models import Device, DeviceStatus, ProvisioningRecord
+from dls.provisioning import ledger as ledger_module
 from dls.provisioning.ledger import Fetch, Ledger
 from dls.tenancy.models import Tenant, TenantKind
 
@@ -114,3 +116,87 @@ async def test_a_fetch_without_a_version_keeps_the_known_one(engine: AsyncEngine
     async with session_factory(engine)() as session:
         versions = set(await session.scalars(select(Device.firmware_version)))
     assert versions == {"108.86.0.80"}
+
+
+async def _records_and_last_seen(engine: AsyncEngine) -> tuple[int, dict[int, dt.datetime | None]]:
+    async with session_factory(engine)() as session:
+        records = await session.scalar(select(func.count()).select_from(ProvisioningRecord))
+        seen = {d.id: d.last_seen for d in await session.scalars(select(Device))}
+    return records or 0, seen
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("database away"), asyncio.CancelledError()])
+async def test_a_batch_written_in_parts_loses_and_repeats_nothing(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, failure: BaseException
+) -> None:
+    """Where writes hold the event loop (SQLite) a batch goes in parts, each with every
+    fetch of its devices. A part that fails (the database away, or the flush cancelled at
+    shutdown between parts) leaves the parts before it written and puts the rest back,
+    so the next flush writes each fetch exactly once and every device's latest wins."""
+    ids = await _devices(engine)
+    writes = WriteBursts(engine)
+    ledger = Ledger(session_factory(engine), writes)
+    monkeypatch.setattr(ledger_module, "WRITE_CHUNK", 3)
+    monkeypatch.setattr(WriteBursts, "on_loop", property(lambda _: True))  # also on PostgreSQL
+    for step in range(3):  # interleaved, as polls arrive: 18 fetches, 3 per device
+        for device_id in ids:
+            ledger.fetched(_fetch(device_id, T0 + dt.timedelta(minutes=step), None))
+    real_write, calls = ledger._write, []
+
+    async def failing_second(*args: object) -> None:
+        calls.append(args)
+        if len(calls) == 2:
+            raise failure
+        await real_write(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ledger, "_write", failing_second)
+    with pytest.raises(type(failure)):
+        await ledger.flush()
+    records, _ = await _records_and_last_seen(engine)
+    assert records == 3  # one part: all three fetches of one device
+    monkeypatch.setattr(ledger, "_write", real_write)
+
+    await ledger.flush()
+    writes.dispose()
+
+    records, seen = await _records_and_last_seen(engine)
+    assert records == 18
+    assert all(seen[device_id] == T0 + dt.timedelta(minutes=2) for device_id in ids)
+
+
+async def test_on_the_loop_a_batch_is_written_in_parts_with_the_loop_free_between(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await _devices(engine)
+    writes = WriteBursts(engine)
+    ledger = Ledger(session_factory(engine), writes)
+    monkeypatch.setattr(ledger_module, "WRITE_CHUNK", 2)
+    for device_id in ids:
+        ledger.fetched(_fetch(device_id, T0, None))
+    parts: list[int] = []
+    ticks = 0
+
+    async def ticker() -> None:  # another task: runs only when the flush lets it
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    real_run = writes.run
+
+    async def run(burst: list[object]) -> None:
+        parts.append(ticks)
+        await real_run(burst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writes, "run", run)
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    await ledger.flush()
+    task.cancel()
+    writes.dispose()
+
+    expected = 1 if engine.dialect.name != "sqlite" else len(ids) // 2
+    assert len(parts) == expected
+    assert parts == sorted(set(parts))  # the other task ran between every two parts
+    records, _ = await _records_and_last_seen(engine)
+    assert records == len(ids)
