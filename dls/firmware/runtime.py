@@ -190,8 +190,19 @@ class FirmwareRuntime:
             self.driver.nudge()
 
     async def on_fetches(self, fetches: Sequence[Fetch]) -> None:
-        """Ledger observer: the versions in a flushed batch of fetches."""
-        reports = {f.device_id: f.firmware_version for f in fetches if f.firmware_version}
+        """Ledger observer: the versions in a flushed batch of fetches.
+
+        Only from devices that were firmware-managed when they fetched: a report matters
+        only to a device a rollout has offered an image (an open membership is past
+        pending, so its facts say managed). Without any, as in most seconds of most
+        deployments, the batch costs no transaction; a device that became managed after
+        its fetch reports again with its next one.
+        """
+        reports = {
+            f.device_id: f.firmware_version
+            for f in fetches
+            if f.firmware_version and f.firmware_managed
+        }
         if not reports:
             return
         async with self._sessions() as session, session.begin():

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 
+from dls.devices.facts import device_facts
 from dls.devices.models import Device, DeviceStatus
 from dls.errors import DomainError
 from dls.firmware.driver import RolloutDriver
@@ -199,6 +200,40 @@ async def test_waves_follow_the_reports_and_the_version_becomes_the_target(
         waves = (await session.scalars(select(RolloutWave).order_by(RolloutWave.wave))).all()
         assert [wave.status for wave in waves] == [WaveStatus.DONE] * 3
         assert [wave.size for wave in waves] == [1, 2, 2]
+
+
+async def test_only_the_fetches_of_managed_devices_are_looked_up(
+    services: Services, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger's observer trusts DeviceFacts.firmware_managed, which the poll that
+    fetched read: a device a rollout has offered an image says so, and fetches of devices
+    that do not say so cost no transaction."""
+    await fleet.image(version=TARGET)
+    tenant = await fleet.tenant()
+    offered, pending = await fleet.device(tenant), await fleet.device(tenant)
+    rollout_id = await create(
+        services, request(tenant, WavePlan(devices=(offered.id,)), WavePlan(100))
+    )
+    assert (await states(services, rollout_id))[offered.id] is DeviceState.OFFERED
+    facts = await device_facts(services.reads, offered.mac)
+    assert facts is not None and facts.firmware_managed
+    real_sessions, opened = services.firmware._sessions, []
+
+    def counted() -> object:
+        opened.append(1)
+        return real_sessions()
+
+    monkeypatch.setattr(services.firmware, "_sessions", counted)
+
+    quiet = Fetch(pending.id, "x.cfg", "h", "r", NOW, None, None, RUNNING, firmware_managed=False)
+    await services.firmware.on_fetches([quiet])
+    assert opened == []
+    installed = Fetch(
+        offered.id, "x.cfg", "h", "r", NOW, None, None, TARGET, facts.firmware_managed
+    )
+    await services.firmware.on_fetches([quiet, installed])
+    assert opened == [1]
+    assert (await states(services, rollout_id))[offered.id] is DeviceState.INSTALLED
 
 
 async def test_failures_halt_and_an_admin_decides(services: Services, fleet: Fleet) -> None:

@@ -153,6 +153,7 @@ class FileProvisioner:
                 address=request.remote,
                 user_agent=_agent(request),
                 firmware_version=detection.firmware_version,
+                firmware_managed=facts.firmware_managed,
             )
         )
         return _answer(request, rendered, self._content_type(detection))

@@ -569,6 +569,7 @@ class _Message:
             address=self.request.remote,
             user_agent=self.request.headers.get("User-Agent"),
             firmware_version=(stored.get((SOFTWARE_VERSION, None)) or "")[:64] or None,
+            firmware_managed=device.firmware_managed,
         )
         self.after.append(lambda: self.runtime.services.ledger.fetched(fetch))
 
