@@ -7,6 +7,13 @@
 --
 -- Requests are formatted once in init(): formatting per request costs client CPU, and
 -- with new TLS connections the single wrk thread is already the bottleneck.
+--
+-- An optional second argument, PAUSE_MS, makes each connection wait a random time
+-- (exponential, mean PAUSE_MS) after a response before its next request: N connections
+-- then offer about N / PAUSE_MS requests a millisecond, arriving independently like
+-- phones do, instead of the saturating closed loop. wrk measures latency from the moment
+-- a request is written, so the pause is not counted. Without it no delay() is defined:
+-- wrk then takes its cheaper path with no timer per request.
 
 local requests = {}
 local index = 0
@@ -46,6 +53,14 @@ function init(args)
   assert(#requests > 0, "request list is empty")
   -- Threads start at different places so they do not request the same file in step.
   index = (thread_id or 0) * 7919 % #requests
+  local pause_ms = tonumber(args[2] or "")
+  if pause_ms and pause_ms > 0 then
+    math.randomseed(1 + (thread_id or 0))
+    -- wrk reads the global after init() to decide whether requests are delayed.
+    function delay()
+      return math.floor(-math.log(1 - math.random()) * pause_ms + 0.5)
+    end
+  end
 end
 
 function request()

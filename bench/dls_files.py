@@ -23,6 +23,9 @@ One run, end to end:
    bytes), warm up, and measure req/s, latency and server CPU per request from ``/proc``.
    Each run starts where the previous one of that target stopped, so a run at 100,000
    phones keeps cycling through the fleet instead of replaying its first few thousand.
+   With ``--rate R`` (keep-alive only) the 64 connections pause between requests so
+   that every server is offered about R requests a second: latency below saturation,
+   where the closed loop's queueing (64 in flight) does not set the tail.
 
 Targets: ``dls`` (Digest), ``dls-legacy`` (the tenant switched to legacy MAC-only trust
 for that run; ``--no-legacy`` drops it), ``dls-hot`` (``--hot K``: only the first K phones,
@@ -259,6 +262,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="runs per cell; median (3)")
     parser.add_argument("--warmup", type=int, default=1, help="seconds before each run (1)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="keep-alive only: offer about this many requests a second (each connection "
+        "pausing a random time between requests) instead of loading to saturation; for "
+        "latency at a given load",
+    )
     parser.add_argument("--seed", type=int, default=1, help="fleet seed (1)")
     parser.add_argument(
         "--scenarios",
@@ -296,6 +307,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.baselines = [name for name in args.baselines.split(",") if name]
     if args.duration + args.warmup + 30 > 300:
         parser.error("a run must finish within the 300 s nonce lifetime")
+    if args.rate is not None and (args.rate <= 0 or args.scenarios != [Scenario.KEEP_ALIVE]):
+        # With new connections wrk would pause between the handshake and the request.
+        parser.error("--rate takes a positive rate and --scenarios keep-alive")
     return args
 
 
@@ -538,7 +552,11 @@ def measure(run: Run, generator: LoadGenerator) -> int:
                 connections = scenario.default_connections
                 if args.warmup:
                     warm = generator.run(
-                        target.target.base_url, target.target.request_list, scenario, args.warmup
+                        target.target.base_url,
+                        target.target.request_list,
+                        scenario,
+                        args.warmup,
+                        rate=args.rate,
                     )
                     target.advance(warm.requests, connections)
                     time.sleep(SETTLE_S)
@@ -603,7 +621,11 @@ def profile(run: Run, generator: LoadGenerator, stem: Path) -> None:
         time.sleep(1.0)  # py-spy attaches
         threads_before = thread_ticks(pid)
         load = generator.run(
-            target.target.base_url, target.target.request_list, scenario, run.args.duration
+            target.target.base_url,
+            target.target.request_list,
+            scenario,
+            run.args.duration,
+            rate=run.args.rate,
         )
         threads_after = thread_ticks(pid)
         spy.wait()
@@ -658,7 +680,11 @@ def run_one(
     machine_before = proctree.machine_busy_seconds()
     with sampler or contextlib.nullcontext():
         load = generator.run(
-            target.target.base_url, target.target.request_list, scenario, run.args.duration
+            target.target.base_url,
+            target.target.request_list,
+            scenario,
+            run.args.duration,
+            rate=run.args.rate,
         )
     machine_cpu_s = proctree.machine_busy_seconds() - machine_before
     extra = Extra(nonce_age_end_s=nonce_age_s(target.nonce) if target.digest else None)
@@ -761,6 +787,8 @@ def check_targets(
                 "met": cell.p99_ms < P99_MAX_MS,
             }
         )
+        if args.rate is not None:
+            continue  # every server gets the same offered load: req/s ratios say nothing
         if scenario is Scenario.KEEP_ALIVE and (aio := summary.get(("aiohttp", scenario))):
             ratio = cell.requests_per_second / aio.requests_per_second
             verdicts.append(
@@ -856,6 +884,7 @@ def write_results(
             "database": run.args.database,
             "label": run.args.label,
             "hot": run.args.hot,
+            "rate": run.args.rate,
             "dls_env": run.args.dls_env,
             "mean_body_bytes": statistics.mean(len(b) for b in run.bodies.values()),
         }
@@ -872,8 +901,9 @@ def write_results(
         entry["db_cpu_s"] = extra.db_cpu_s
         entry["nonce_age_end_s"] = extra.nonce_age_end_s
     stamp = Path(harness_path).stem.removeprefix("files-")
+    rate = f"-r{run.args.rate:g}" if run.args.rate is not None else ""
     path = run.args.results_dir / (
-        f"dls-{stamp}-{run.args.database}-{run.args.devices}-w{run.args.workers}.json"
+        f"dls-{stamp}-{run.args.database}-{run.args.devices}-w{run.args.workers}{rate}.json"
     )
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path

@@ -23,12 +23,25 @@ Cells = dict[tuple[str, str], dict[str, Any]]
 
 
 def load(paths: list[Path]) -> dict[tuple[str, int, int], dict[str, Any]]:
+    """Runs to saturation (no ``--rate``), by configuration."""
     runs: dict[tuple[str, int, int], dict[str, Any]] = {}
     for path in sorted(paths):  # names start with the UTC time: later files win
         document = json.loads(path.read_text())
         settings = document["settings"]
-        key = (settings["database"], settings["devices"], settings["workers"])
-        runs[key] = document
+        if settings.get("rate") is None:
+            runs[(settings["database"], settings["devices"], settings["workers"])] = document
+    return runs
+
+
+def load_rated(paths: list[Path]) -> dict[tuple[str, int, int, float], dict[str, Any]]:
+    """Runs at an offered rate (``--rate``), by configuration and rate."""
+    runs: dict[tuple[str, int, int, float], dict[str, Any]] = {}
+    for path in sorted(paths):
+        document = json.loads(path.read_text())
+        settings = document["settings"]
+        if settings.get("rate") is not None:
+            key = (settings["database"], settings["devices"], settings["workers"])
+            runs[(*key, settings["rate"])] = document
     return runs
 
 
@@ -134,6 +147,31 @@ def latency_table(runs: dict[tuple[str, int, int], dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def rated_table(runs: dict[tuple[str, int, int, float], dict[str, Any]]) -> str:
+    """Keep-alive latency when the load is below what dls can serve: every server gets
+    the same offered requests a second, so only latency and CPU tell them apart."""
+    rows = [
+        "| database, phones, workers | offered req/s | served req/s: dls, aiohttp, nginx "
+        f"| dls p50 / p99 ms (p99 < {P99_MAX_MS:g}) | bare aiohttp p50 / p99 ms "
+        "| nginx p50 / p99 ms | dls CPU ms/req | dls server cores |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for (database, devices, workers, rate), document in sorted(runs.items()):
+        c = cells(document)
+        found = [c.get((name, "keep-alive")) for name in ("dls", "aiohttp", "nginx")]
+        dls = found[0]
+        if dls is None:
+            continue
+        served = ", ".join("-" if x is None else _n(x["requests_per_second"]) for x in found)
+        latency = ["-" if x is None else f"{x['p50_ms']:.1f} / {x['p99_ms']:.1f}" for x in found]
+        rows.append(
+            f"| {_config((database, devices, workers))} | {_n(rate)} | {served} "
+            f"| {latency[0]} {_mark(dls['p99_ms'] < P99_MAX_MS)} | {latency[1]} | {latency[2]} "
+            f"| {dls['cpu_ms_per_request']:.2f} | {dls['server_cores']:.2f} |"
+        )
+    return "\n".join(rows)
+
+
 def variants_table(runs: dict[tuple[str, int, int], dict[str, Any]]) -> str:
     rows = [
         "| database, phones, workers | scenario | dls (Digest) req/s, CPU ms/req "
@@ -221,18 +259,24 @@ def noise_table(runs: dict[tuple[str, int, int], dict[str, Any]]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    runs = load([Path(arg) for arg in argv])
-    if not runs:
+    paths = [Path(arg) for arg in argv]
+    runs, rated = load(paths), load_rated(paths)
+    if not runs and not rated:
         print("no results given", file=sys.stderr)
         return 1
-    for title, table in (
-        ("Keep-alive, 64 connections", keepalive_table(runs)),
-        ("New TLS connection per fetch (full handshake), 32 connections", newconn_table(runs)),
-        ("Latency of the three servers under the same load", latency_table(runs)),
-        ("Trust modes and the render cache", variants_table(runs)),
-        ("100,000 phones against 1,000", scale_table(runs)),
-        ("Runs", noise_table(runs)),
-    ):
+    tables = []
+    if rated:
+        tables.append(("Keep-alive at an offered rate, 64 connections", rated_table(rated)))
+    if runs:
+        tables += [
+            ("Keep-alive, 64 connections", keepalive_table(runs)),
+            ("New TLS connection per fetch (full handshake), 32 connections", newconn_table(runs)),
+            ("Latency of the three servers under the same load", latency_table(runs)),
+            ("Trust modes and the render cache", variants_table(runs)),
+            ("100,000 phones against 1,000", scale_table(runs)),
+            ("Runs", noise_table(runs)),
+        ]
+    for title, table in tables:
         print(f"### {title}\n\n{table}\n")
     return 0
 

@@ -140,14 +140,19 @@ class LoadGenerator:
         scenario: Scenario,
         duration_s: int,
         connections: int | None = None,
+        rate: float | None = None,
     ) -> LoadResult:
-        """Load ``url`` (scheme, host and port) cycling through ``request_list``."""
+        """Load ``url`` (scheme, host and port) cycling through ``request_list``: as fast
+        as the connections go, or, with ``rate``, each connection pausing between requests
+        so that together they offer about ``rate`` requests a second (less what the
+        responses' own latency takes; the result says what was achieved)."""
         if not self.supports(scenario):
             raise RuntimeError(f"scenario {scenario.value} needs the full-handshake shim")
+        connections = connections or scenario.default_connections
         command = [
             self.wrk,
             f"-t{self.threads}",
-            f"-c{connections or scenario.default_connections}",
+            f"-c{connections}",
             f"-d{duration_s}s",
             f"--timeout={REQUEST_TIMEOUT_S}s",
             "--latency",
@@ -157,6 +162,8 @@ class LoadGenerator:
         for header in scenario.extra_headers:
             command += ["-H", header]
         command += [url, "--", str(request_list)]
+        if rate:
+            command.append(f"{connections / rate * 1000:.3f}")  # mean pause, ms
         environment = dict(os.environ)
         if scenario.needs_full_handshake_shim and self.shim:
             environment["LD_PRELOAD"] = str(self.shim)

@@ -60,7 +60,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("load_context", "sqlalchemy/", "aiosqlite/", "asyncpg", "dls/db/reads.py"),
     ),
     (
-        "render on cache miss (resolve, validate, render)",
+        "render cache lookup, and rendering on a miss",
         ("resolve_settings", "render (dls", "_device_file"),
     ),
     ("Digest / secrets", ("_authenticate", "digest.py", "secretbox.py")),
