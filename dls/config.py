@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     log_format: LogFormat = Field(default=LogFormat.TEXT, description="text or json.")
     log_level: str = Field(default="INFO", description="Python logging level name.")
     access_log: bool = Field(default=True, description="One structured line per request.")
+    ledger_retention_days: int = Field(
+        default=90,
+        ge=0,
+        le=3650,
+        description="Days a fetch stays in the provisioning ledger; 0 keeps every one.",
+    )
     render_cache_entries: int = Field(
         default=100_000,
         ge=0,

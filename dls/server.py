@@ -38,6 +38,7 @@ from dls.firmware.catalog import CatalogError
 from dls.firmware.catalog import load_catalog as load_firmware_catalog
 from dls.pki import Pki, ensure_pki, fingerprint
 from dls.provisioning.ledger import Ledger
+from dls.provisioning.retention import LedgerRetention
 from dls.secretbox import load_secret_box
 from dls.services import Services
 from dls.tenancy.bootstrap import FirstOperator, ensure_operator
@@ -162,6 +163,9 @@ async def _serve(
         await services.ledger.start()
         stack.push_async_callback(services.ledger.stop)  # after the listeners close
         services.ledger.observers.append(services.firmware.on_fetches)
+        retention = LedgerRetention(services.sessions, settings.ledger_retention_days)
+        await retention.start()
+        stack.push_async_callback(retention.stop)
         await services.firmware.start()
         stack.push_async_callback(services.firmware.stop)
         for app, host, port, context in listeners:

@@ -127,7 +127,12 @@ class ProvisioningRecord(Base):
     """One successful fetch: what a device took, when, from where. Written in batches."""
 
     __tablename__ = "provisioning_ledger"
-    __table_args__ = (Index("ix_provisioning_ledger_device", "device_id", "id"),)
+    __table_args__ = (
+        Index("ix_provisioning_ledger_device", "device_id", "id"),
+        # Retention deletes by age (dls.provisioning.retention). Rows arrive in time order,
+        # so this index only grows at its end: a cheap one to keep per fetch.
+        Index("ix_provisioning_ledger_at", "at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
