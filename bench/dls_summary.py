@@ -123,6 +123,10 @@ def newconn_table(runs: dict[tuple[str, int, int], dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def _latency(cell: dict[str, Any] | None) -> str:
+    return "-" if cell is None else f"{cell['p50_ms']:.1f} / {cell['p99_ms']:.1f}"
+
+
 def latency_table(runs: dict[tuple[str, int, int], dict[str, Any]]) -> str:
     """The three servers' latency under the same load generator: what p99 a closed loop
     of wrk connections gives even a server doing nothing but send the bytes."""
@@ -134,10 +138,7 @@ def latency_table(runs: dict[tuple[str, int, int], dict[str, Any]]) -> str:
     for key, document in sorted(runs.items()):
         c = cells(document)
         for scenario in ("keep-alive", "new-conn"):
-            shown = [
-                "-" if cell is None else f"{cell['p50_ms']:.1f} / {cell['p99_ms']:.1f}"
-                for cell in (c.get((name, scenario)) for name in ("dls", "aiohttp", "nginx"))
-            ]
+            shown = [_latency(c.get((name, scenario))) for name in ("dls", "aiohttp", "nginx")]
             wrk = c.get(("dls", scenario), {}).get("client_cores")
             rows.append(
                 f"| {_config(key)} | {scenario} | "
@@ -147,14 +148,25 @@ def latency_table(runs: dict[tuple[str, int, int], dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def _variants(document: dict[str, Any], scenario: str) -> str:
+    """The ``dls+NAME`` targets of a run (``--variant``), for same-run comparisons."""
+    shown = [
+        f"{c['target']}: {c['p50_ms']:.1f} / {c['p99_ms']:.1f}, {c['cpu_ms_per_request']:.2f}"
+        for c in document["summary"]
+        if c["target"].startswith("dls+") and c["scenario"] == scenario
+    ]
+    return "; ".join(shown) or "-"
+
+
 def rated_table(runs: dict[tuple[str, int, int, float], dict[str, Any]]) -> str:
     """Keep-alive latency when the load is below what dls can serve: every server gets
     the same offered requests a second, so only latency and CPU tell them apart."""
     rows = [
         "| database, phones, workers | offered req/s | served req/s: dls, aiohttp, nginx "
         f"| dls p50 / p99 ms (p99 < {P99_MAX_MS:g}) | bare aiohttp p50 / p99 ms "
-        "| nginx p50 / p99 ms | dls CPU ms/req | dls server cores |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| nginx p50 / p99 ms | dls CPU ms/req | dls server cores "
+        "| other dls (--variant): p50 / p99 ms, CPU ms/req |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for (database, devices, workers, rate), document in sorted(runs.items()):
         c = cells(document)
@@ -163,11 +175,12 @@ def rated_table(runs: dict[tuple[str, int, int, float], dict[str, Any]]) -> str:
         if dls is None:
             continue
         served = ", ".join("-" if x is None else _n(x["requests_per_second"]) for x in found)
-        latency = ["-" if x is None else f"{x['p50_ms']:.1f} / {x['p99_ms']:.1f}" for x in found]
+        latency = [_latency(x) for x in found]
         rows.append(
             f"| {_config((database, devices, workers))} | {_n(rate)} | {served} "
             f"| {latency[0]} {_mark(dls['p99_ms'] < P99_MAX_MS)} | {latency[1]} | {latency[2]} "
-            f"| {dls['cpu_ms_per_request']:.2f} | {dls['server_cores']:.2f} |"
+            f"| {dls['cpu_ms_per_request']:.2f} | {dls['server_cores']:.2f} "
+            f"| {_variants(document, 'keep-alive')} |"
         )
     return "\n".join(rows)
 
