@@ -85,11 +85,6 @@ class WriteBursts:
         self._checkpointing = False
         self._last_checkpoint = 0.0
 
-    @property
-    def on_loop(self) -> bool:
-        """Whether bursts run on the event loop (SQLite), holding it for their duration."""
-        return self._sync is not None
-
     async def run(self, writes: Sequence[Write]) -> None:
         """Execute ``writes`` in one transaction; ``WriteConflict`` if one misses."""
         if not writes:
