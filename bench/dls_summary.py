@@ -22,27 +22,24 @@ SCALE_MIN = 0.90
 Cells = dict[tuple[str, str], dict[str, Any]]
 
 
-def load(paths: list[Path]) -> dict[tuple[str, int, int], dict[str, Any]]:
-    """Runs to saturation (no ``--rate``), by configuration."""
+def load(
+    paths: list[Path],
+) -> tuple[
+    dict[tuple[str, int, int], dict[str, Any]], dict[tuple[str, int, int, float], dict[str, Any]]
+]:
+    """Runs to saturation by configuration, and runs at an offered rate (``--rate``) by
+    configuration and rate."""
     runs: dict[tuple[str, int, int], dict[str, Any]] = {}
+    rated: dict[tuple[str, int, int, float], dict[str, Any]] = {}
     for path in sorted(paths):  # names start with the UTC time: later files win
         document = json.loads(path.read_text())
         settings = document["settings"]
+        key = (settings["database"], settings["devices"], settings["workers"])
         if settings.get("rate") is None:
-            runs[(settings["database"], settings["devices"], settings["workers"])] = document
-    return runs
-
-
-def load_rated(paths: list[Path]) -> dict[tuple[str, int, int, float], dict[str, Any]]:
-    """Runs at an offered rate (``--rate``), by configuration and rate."""
-    runs: dict[tuple[str, int, int, float], dict[str, Any]] = {}
-    for path in sorted(paths):
-        document = json.loads(path.read_text())
-        settings = document["settings"]
-        if settings.get("rate") is not None:
-            key = (settings["database"], settings["devices"], settings["workers"])
-            runs[(*key, settings["rate"])] = document
-    return runs
+            runs[key] = document
+        else:
+            rated[(*key, settings["rate"])] = document
+    return runs, rated
 
 
 def cells(document: dict[str, Any]) -> Cells:
@@ -151,7 +148,7 @@ def latency_table(runs: dict[tuple[str, int, int], dict[str, Any]]) -> str:
 def _variants(document: dict[str, Any], scenario: str) -> str:
     """The ``dls+NAME`` targets of a run (``--variant``), for same-run comparisons."""
     shown = [
-        f"{c['target']}: {c['p50_ms']:.1f} / {c['p99_ms']:.1f}, {c['cpu_ms_per_request']:.2f}"
+        f"{c['target']}: {_latency(c)}, {c['cpu_ms_per_request']:.2f}"
         for c in document["summary"]
         if c["target"].startswith("dls+") and c["scenario"] == scenario
     ]
@@ -273,7 +270,7 @@ def noise_table(runs: dict[tuple[str, int, int], dict[str, Any]]) -> str:
 
 def main(argv: list[str]) -> int:
     paths = [Path(arg) for arg in argv]
-    runs, rated = load(paths), load_rated(paths)
+    runs, rated = load(paths)
     if not runs and not rated:
         print("no results given", file=sys.stderr)
         return 1
