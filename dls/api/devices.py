@@ -410,7 +410,8 @@ class OutdatedOut(BaseModel):
 @api.route(
     "GET",
     "/tenants/{tenant_id}/devices/{device_id}/ledger",
-    summary="What the device fetched: file, content hash, revision, time, address",
+    summary="What the device fetched in the last ledger_retention_days: file, content hash, "
+    "revision, time, address",
     tag=TAG,
     query=PageQuery,
     response=Page[LedgerOut],
