@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     device_port: int = Field(
         default=18443, ge=1, le=65535, description="Device listener (client certificate optional)."
     )
+    device_client_certificates: bool = Field(
+        default=True,
+        description="Ask for a client certificate on the device listener (mutual TLS). Off: "
+        "no certificate is asked for, so a phone's factory certificate from a CA not in "
+        "certs/vendor-ca/ cannot fail the handshake; phones prove themselves with Digest.",
+    )
     secure_port: int = Field(
         default=18444, ge=1, le=65535, description="Secure device listener (client cert required)."
     )

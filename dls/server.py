@@ -138,7 +138,9 @@ async def _serve(
             build_device_app(services),
             settings.device_bind,
             settings.device_port,
-            tls.device_context(pki),
+            tls.device_context(
+                pki, client_certificates=settings.device_client_certificates
+            ),
         ),
         (
             build_secure_app(services),

@@ -31,15 +31,20 @@ def admin_context(pki: Pki) -> ssl.SSLContext:
     return context
 
 
-def device_context(pki: Pki) -> ssl.SSLContext:
-    """Client certificate requested but optional.
+def device_context(pki: Pki, *, client_certificates: bool = True) -> ssl.SSLContext:
+    """Client certificate requested but optional, or not requested at all.
 
-    Python's ssl cannot request a certificate without verifying it, so a phone that sends a
-    certificate from a CA we do not know fails the handshake. Vendor CA bundles therefore
-    belong in ``certs/vendor-ca/*.pem``; phones honour the CA list in the CertificateRequest
-    and most send nothing when their issuer is not in it.
+    Python's ssl cannot request a certificate without verifying it, and it sends no CA
+    names in the CertificateRequest (there is no API for OpenSSL's client CA list), which
+    RFC 5246 7.4.4 and RFC 8446 4.2.4 read as "any certificate will do". A phone that
+    presents its factory certificate whenever one is asked for, from a CA not loaded
+    here, therefore fails the handshake. Vendor CA bundles belong in
+    ``certs/vendor-ca/*.pem``; where phones authenticate with Digest only, the setting
+    ``device_client_certificates`` turns the request off.
     """
     context = _server_context(pki)
+    if not client_certificates:
+        return context  # CERT_NONE: no CertificateRequest is sent
     context.verify_mode = ssl.CERT_OPTIONAL
     context.load_verify_locations(cafile=pki.device_ca_cert)
     for bundle in pki.vendor_ca_files():

@@ -73,3 +73,53 @@ def test_the_device_listener_does_not_take_it_for_a_phone_either(
 def test_our_device_ca_vouches_for_its_phones(pki: Pki, tmp_path: Path) -> None:
     assert _handshake(_client(pki, pki, tmp_path), secure_context(pki))
     assert _handshake(_client(pki, pki, tmp_path), device_context(pki))
+
+
+def test_the_device_listener_names_no_acceptable_issuer(pki: Pki) -> None:
+    """Why the request can be turned off: Python's ssl has no client CA list, so the
+    CertificateRequest names no issuer even with our device CA loaded, and a phone may
+    send any certificate it has (RFC 5246 7.4.4). Read in TLS 1.2, where the message is
+    not encrypted."""
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    client_side = client.wrap_bio(c_in, c_out)
+    server_side = device_context(pki).wrap_bio(s_in, s_out, server_side=True)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        client_side.do_handshake()
+    s_in.write(c_out.read())
+    with contextlib.suppress(ssl.SSLWantReadError):
+        server_side.do_handshake()
+    request = _handshake_message(s_out.read(), message_type=13)  # CertificateRequest
+    assert request is not None
+    types_end = 1 + request[0]
+    algorithms_end = types_end + 2 + int.from_bytes(request[types_end : types_end + 2])
+    assert int.from_bytes(request[algorithms_end : algorithms_end + 2]) == 0  # no CA names
+
+
+def _handshake_message(flight: bytes, message_type: int) -> bytes | None:
+    """The body of the first handshake message of ``message_type`` in plaintext records."""
+    handshake = b""
+    while len(flight) >= 5:
+        length = int.from_bytes(flight[3:5])
+        if flight[0] == 22:  # handshake record
+            handshake += flight[5 : 5 + length]
+        flight = flight[5 + length :]
+    while len(handshake) >= 4:
+        length = int.from_bytes(handshake[1:4])
+        if handshake[0] == message_type:
+            return handshake[4 : 4 + length]
+        handshake = handshake[4 + length :]
+    return None
+
+
+def test_with_the_request_off_a_foreign_certificate_no_longer_fails_the_handshake(
+    pki: Pki, public_ca: Pki, tmp_path: Path
+) -> None:
+    context = device_context(pki, client_certificates=False)
+    assert context.verify_mode is ssl.CERT_NONE
+    # The handshake completes and the server holds no certificate: the request is served
+    # as one without (the device path then asks for Digest).
+    assert _handshake(_client(pki, public_ca, tmp_path), context) is None
+    assert _handshake(_client(pki, pki, tmp_path), context) is None

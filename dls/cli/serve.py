@@ -39,9 +39,15 @@ def handle(settings: Settings, args: argparse.Namespace) -> int:
 
 def banner(settings: Settings, startup: Startup) -> str:
     host = settings.hostnames[0]
+    if settings.device_client_certificates:
+        bundles = len(startup.pki.vendor_ca_files())
+        certificates = f"client certificate optional, {bundles} vendor CA bundle(s)"
+    else:
+        certificates = "no client certificate asked for"
     lines = [
         "dls is serving:",
-        f"  device  https://{host}:{settings.device_port}/  (WPI, config files, firmware)",
+        f"  device  https://{host}:{settings.device_port}/  (WPI, config files, firmware;"
+        f" {certificates})",
         f"  secure  https://{host}:{settings.secure_port}/  (client certificate required)",
         f"  admin   https://{host}:{settings.admin_port}/api/v1/  (/healthz /readyz /metrics)",
         f"  CA      {startup.pki.ca_cert}  SHA-256 {startup.ca_sha256}",

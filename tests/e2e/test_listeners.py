@@ -68,6 +68,34 @@ async def test_secure_listener_requires_a_device_ca_certificate(
     assert status == 200
 
 
+async def test_a_factory_certificate_from_an_unknown_ca_fails_unless_the_request_is_off(
+    server: ServerProcess, tmp_path: Path, database_url: str
+) -> None:
+    """A phone that presents a certificate whose CA dls does not hold (a vendor's factory
+    certificate, say) cannot complete the handshake on the default device listener; with
+    device_client_certificates off nothing is asked for and it gets through, to prove
+    itself with Digest as any phone without a certificate does."""
+    foreign = _device_credentials(server, tmp_path, "foreign")
+    with pytest.raises((aiohttp.ClientError, ssl.SSLError, ConnectionError)):
+        await _get(server.url("device", "/healthz"), server.ssl_context(*foreign))
+    assert "client certificate optional, 0 vendor CA bundle(s)" in server.output()
+
+    (tmp_path / "relaxed").mkdir()
+    relaxed = ServerProcess(
+        tmp_path / "relaxed", database_url, env={"DLS_DEVICE_CLIENT_CERTIFICATES": "false"}
+    )
+    await relaxed.start()
+    try:
+        status, _, _ = await _get(relaxed.url("device", "/healthz"), relaxed.ssl_context(*foreign))
+        assert status == 200
+        assert "no client certificate asked for" in relaxed.output()
+        # The secure listener still requires its own device CA.
+        with pytest.raises((aiohttp.ClientError, ssl.SSLError, ConnectionError)):
+            await _get(relaxed.url("secure", "/healthz"), relaxed.ssl_context(*foreign))
+    finally:
+        await relaxed.stop()
+
+
 async def test_sigterm_finishes_cleanly(server: ServerProcess) -> None:
     assert await server.stop() == 0
     assert "stopped" in server.output()
