@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
+from dls.background import cancel_and_wait
 from dls.db.types import utcnow
 from dls.firmware.engine import Decision, RolloutStatus
 from dls.firmware.models import Rollout
@@ -45,11 +46,8 @@ class RolloutDriver:
         self._task = asyncio.create_task(self._run(), name="firmware-rollouts")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

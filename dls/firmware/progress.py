@@ -17,7 +17,6 @@ None of this is a synchronous database write on the device path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dls.background import cancel_and_wait
 from dls.db.types import utcnow
 from dls.firmware.engine import (
     ACTIVE_STATUSES,
@@ -146,11 +146,8 @@ class DownloadLog:
         self._task = asyncio.create_task(self._run(), name="firmware-downloads")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self.flush()
 
     async def _run(self) -> None:

@@ -31,6 +31,7 @@ from typing import NamedTuple
 from sqlalchemy import String, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dls.background import cancel_and_wait
 from dls.db.engine import WRITER
 from dls.db.types import UtcDateTime, utcnow
 from dls.db.writes import Write, WriteBursts, run_burst
@@ -44,6 +45,7 @@ FLUSH_INTERVAL = 1.0  # seconds
 FLUSH_SIZE = 1000  # entries that trigger an early flush
 WRITE_CHUNK = 64  # fetches per transaction
 WRITE_GAP_S = 0.001  # between two: time for the loop to read and answer what came in
+STOP_WAIT_S = 10.0  # for a flush under way at shutdown
 MAX_BUFFERED = 100_000  # beyond this, new entries are dropped (and counted), never blocking
 NEW_UNCLAIMED_PER_MINUTE = 120  # per process
 NEW_UNCLAIMED_PER_ADDRESS_PER_MINUTE = 10
@@ -112,6 +114,7 @@ class Ledger:
         self._budget = _Budget()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.dropped = 0
         # Called with each batch once it is written (firmware rollouts read the versions
         # devices report); their own failures are logged and do not undo the batch.
@@ -133,14 +136,23 @@ class Ledger:
         self._task = asyncio.create_task(self._run(), name="ledger-flush")
 
     async def stop(self) -> None:
+        """Write what is buffered and end the flush loop. A flush under way finishes
+        first: cancelled while a part waited on the database, it would put that part back
+        even if its commit went through, and the final flush would write it again. Only a
+        flush still running after STOP_WAIT_S (the database hanging) is cancelled."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), STOP_WAIT_S)
+            except TimeoutError:
+                log.warning("ledger flush still running after %s s; cancelled", STOP_WAIT_S)
+                await cancel_and_wait(self._task)
+            self._task = None
         await self.flush()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL)
             self._wake.clear()

@@ -16,13 +16,13 @@ page shows the fetches of the retention period.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dls.background import cancel_and_wait
 from dls.db.engine import WRITER
 from dls.db.types import utcnow
 from dls.devices.models import ProvisioningRecord
@@ -48,10 +48,7 @@ class LedgerRetention:
             self._task = asyncio.create_task(self._run(), name="ledger-retention")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def prune(self, now: dt.datetime | None = None) -> int:
         """Delete every row older than the retention; how many went."""

@@ -198,3 +198,39 @@ async def test_on_the_loop_a_batch_is_written_in_parts_with_the_loop_free_betwee
     assert parts == sorted(set(parts))  # the other task ran between every two parts
     records, _ = await _records_and_last_seen(engine)
     assert records == len(ids)
+
+
+async def test_stopping_lets_a_flush_under_way_finish_and_writes_nothing_twice(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part whose commit went through but whose answer had not come back yet (a
+    database round trip) when the server stopped: cancelled there, it was put back and
+    written again by the final flush."""
+    ids = await _devices(engine)
+    ledger = Ledger(session_factory(engine), WriteBursts(engine))
+    real_write = ledger._write
+    committed, answer = asyncio.Event(), asyncio.Event()
+
+    async def slow_answer(*args: object) -> None:
+        await real_write(*args)  # type: ignore[arg-type]
+        committed.set()
+        await answer.wait()
+
+    monkeypatch.setattr(ledger, "_write", slow_answer)
+    await ledger.start()
+    for device_id in ids:
+        ledger.fetched(_fetch(device_id, T0, None))
+    ledger._wake.set()
+    await committed.wait()
+    ledger.fetched(_fetch(ids[0], T0 + dt.timedelta(minutes=1), None))  # came in meanwhile
+    stopping = asyncio.create_task(ledger.stop())
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # waits for the flush under way
+    answer.set()
+    await stopping
+    assert ledger.writes is not None
+    ledger.writes.dispose()
+
+    records, seen = await _records_and_last_seen(engine)
+    assert records == len(ids) + 1
+    assert seen[ids[0]] == T0 + dt.timedelta(minutes=1)

@@ -18,7 +18,6 @@ When a phone is contacted:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 
@@ -26,6 +25,7 @@ from aiohttp import web
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dls.background import cancel_and_wait
 from dls.db.types import utcnow
 from dls.devices.models import Device, DeviceStatus
 from dls.devices.unify import ACTIVE_JOB_STATES, DeviceJob, JobKind, JobState, WpiDevice
@@ -81,11 +81,7 @@ class Background:
         ]
 
     async def stop(self, _app: web.Application | None = None) -> None:
-        for task in [*self._loops, *self._contacts]:
-            task.cancel()
-        for task in [*self._loops, *self._contacts]:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._loops, *self._contacts)
         await self.sender.close()
 
     async def _every(self, interval: float, work: object) -> None:
