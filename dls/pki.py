@@ -38,7 +38,9 @@ PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 CA_VALIDITY = dt.timedelta(days=3650)
 SERVER_VALIDITY = dt.timedelta(days=825)  # the longest lifetime Apple-era TLS clients accept
-DEVICE_VALIDITY = dt.timedelta(days=3650)  # phones are not re-enrolled; revocation is by MAC
+# Phones are not re-enrolled; a certificate ends by the device's record (WPI secure mode,
+# the fingerprint dls.devices.client_certificates keeps), not by a revocation list.
+DEVICE_VALIDITY = dt.timedelta(days=3650)
 CLOCK_SKEW = dt.timedelta(hours=1)  # phones boot with wrong clocks until SNTP answers
 
 

@@ -12,7 +12,7 @@ from dls.api.access import owned, record, require, require_operator
 from dls.api.common import api
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
 from dls.api.routing import ApiError, Call, RequestModel
-from dls.devices import registry
+from dls.devices import client_certificates, registry
 from dls.devices.effective import load_context
 from dls.devices.models import Device, DeviceStatus, ProvisioningRecord, UnclaimedDevice
 from dls.tenancy.models import User
@@ -42,6 +42,11 @@ class DeviceOut(BaseModel):
     last_user_agent: str | None
     last_revision: str | None = Field(description="Configuration revision last fetched.")
     digest_password_set: bool = Field(description="Whether HTTP Digest credentials exist.")
+    client_certificate_sha256: str | None = Field(
+        description="Fingerprint of the client certificate dls issued to it, the only one "
+        "of dls's device CA it accepts from this device."
+    )
+    client_certificate_not_after: dt.datetime | None
     shipped_at: dt.datetime | None
     shipment_ref: str | None
     retired_at: dt.datetime | None
@@ -95,6 +100,14 @@ class DigestRequest(RequestModel):
 class DigestOut(BaseModel):
     username: str = Field(description="The device's MAC, as the phone sends it.")
     password: str = Field(description="Shown once; stored encrypted, never returned again.")
+
+
+class ClientCertificateOut(BaseModel):
+    certificate_pem: str = Field(description="For the phone's device certificate slot.")
+    private_key_pem: str = Field(description="Shown once; dls keeps no copy.")
+    ca_pem: str = Field(description="dls's device CA, for phones that want the chain.")
+    sha256: str
+    not_after: dt.datetime
 
 
 class ImportRequest(RequestModel):
@@ -294,6 +307,42 @@ async def set_digest(call: Call) -> DigestOut:
         {"digest_password": "set", "generated": body.password is None},
     )
     return DigestOut(username=device.mac, password=password)
+
+
+@api.route(
+    "POST",
+    "/tenants/{tenant_id}/devices/{device_id}/client-certificate",
+    summary="Issue the device a client certificate from dls's device CA (key shown once)",
+    tag=TAG,
+    response=ClientCertificateOut,
+    status=201,
+)
+async def issue_client_certificate(call: Call) -> ClientCertificateOut:
+    access = await require(call, call.params["tenant_id"], "device", "write")
+    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
+    issued, changes = await client_certificates.issue(device, call.services.pki)
+    record(call, access, "device.client_certificate.issue", "device", device.id, changes)
+    return ClientCertificateOut(
+        certificate_pem=issued.certificate_pem,
+        private_key_pem=issued.private_key_pem,
+        ca_pem=issued.ca_pem,
+        sha256=issued.sha256,
+        not_after=issued.not_after,
+    )
+
+
+@api.route(
+    "DELETE",
+    "/tenants/{tenant_id}/devices/{device_id}/client-certificate",
+    summary="Revoke the client certificate dls issued to the device",
+    tag=TAG,
+)
+async def revoke_client_certificate(call: Call) -> None:
+    access = await require(call, call.params["tenant_id"], "device", "write")
+    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
+    changes = client_certificates.revoke(device)
+    if changes:
+        record(call, access, "device.client_certificate.revoke", "device", device.id, changes)
 
 
 @api.route(

@@ -1,10 +1,10 @@
 """What a poll needs to know about a device before it knows whether to render anything.
 
-Trust (status, Digest password, the tenant's legacy mode, the MAC), the inputs of the
-firmware selection (tenant, group, vendor, model, a version the device's own settings
-pin) and the configuration revision (the revisions of the five settings documents and
-of the device row): one indexed query of plain columns through ``PointReads``. The
-documents themselves are read only when a file must be rendered
+Trust (status, Digest password, issued client certificate, the tenant's legacy mode, the
+MAC), the inputs of the firmware selection (tenant, group, vendor, model, a version the
+device's own settings pin) and the configuration revision (the revisions of the five
+settings documents and of the device row): one indexed query of plain columns through
+``PointReads``. The documents themselves are read only when a file must be rendered
 (``dls.devices.effective.settings_sources``), which the render cache makes rare.
 """
 
@@ -34,6 +34,7 @@ class DeviceFacts(NamedTuple):  # one per poll: a tuple is the cheapest record t
     group_id: int | None
     user_id: int | None
     digest_password: str | None  # ciphertext
+    client_certificate_sha256: str | None  # the device-CA certificate issued to it
     legacy_mac_only: bool  # the tenant's
     wpi_secure_mode: WpiSecureMode  # the tenant's
     pinned_version: str | None  # firmware.version in the device's own settings
@@ -56,6 +57,7 @@ def _statement():  # type: ignore[no-untyped-def]
         Device.group_id,
         Device.user_id,
         Device.digest_password,
+        Device.client_certificate_sha256,
         Tenant.legacy_mac_only,
         Tenant.wpi_secure_mode,
         # SQLite's json_extract costs ~5 us even on NULL, and most devices have no
@@ -89,9 +91,9 @@ async def device_facts(reader: Reader, mac: str) -> DeviceFacts | None:
 
 
 def _facts(row: Any) -> DeviceFacts:
-    *fields, managed, device_revision = row[:14]
+    *fields, managed, device_revision = row[:15]
     return DeviceFacts(
         *fields,
         firmware_managed=bool(managed),
-        revision=config_revision(row[14:], device_revision),
+        revision=config_revision(row[15:], device_revision),
     )

@@ -109,7 +109,9 @@ async def create_device(
     else:
         device.revision += 1
         device.retired_at = device.shipped_at = device.shipment_ref = None
+        # Its credentials were the previous holder's.
         device.digest_password = None
+        device.client_certificate_sha256 = device.client_certificate_not_after = None
     device.vendor, device.model, device.tenant_id = vendor, model, tenant.tenant_id
     device.user_id = assignment.user_id
     device.user_line = assignment.user_line

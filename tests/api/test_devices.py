@@ -4,7 +4,11 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from sqlalchemy import select
 
+from dls.audit import AuditEntry
 from dls.db.types import utcnow
 from dls.devices.models import UnclaimedDevice
 from dls.services import Services
@@ -271,3 +275,67 @@ async def test_ids_no_row_can_have_are_404_not_errors(
         method = client.delete if "tokens" in path else client.post
         response = await method("/api/v1" + path, headers=auth)
         assert response.status == 404, (path, response.status, await response.text())
+
+
+async def test_a_client_certificate_is_shown_once_replaced_and_revoked(
+    client: Client, world: World, services: Services
+) -> None:
+    tenant = world.tid("opted_in")
+    status, device = await _post(
+        client,
+        f"/tenants/{tenant}/devices",
+        "opted_in_admin",
+        world,
+        {"mac": "001565aabbd0", "vendor": "yealink", "model": "T46U"},
+    )
+    assert status == 201 and device["client_certificate_sha256"] is None
+    path = f"/tenants/{tenant}/devices/{device['id']}"
+    certificates = path + "/client-certificate"
+
+    status, first = await _post(client, certificates, "opted_in_admin", world, None)
+    assert status == 201, first
+    certificate = x509.load_pem_x509_certificate(first["certificate_pem"].encode())
+    key = serialization.load_pem_private_key(first["private_key_pem"].encode(), None)
+    assert certificate.public_key() == key.public_key()
+    assert certificate.subject.rfc4514_string() == "2.5.4.5=001565aabbd0,CN=001565aabbd0"
+    assert certificate.issuer == x509.load_pem_x509_certificate(first["ca_pem"].encode()).subject
+    assert first["sha256"] == certificate.fingerprint(hashes.SHA256()).hex()
+    shown = await (await client.get("/api/v1" + path, headers=world.auth("opted_in_admin"))).json()
+    assert shown["client_certificate_sha256"] == first["sha256"]
+    assert "PRIVATE KEY" not in str(shown)
+
+    status, second = await _post(client, certificates, "opted_in_admin", world, None)
+    assert status == 201 and second["sha256"] != first["sha256"]
+    revoked = await client.delete("/api/v1" + certificates, headers=world.auth("opted_in_admin"))
+    assert revoked.status == 204
+    shown = await (await client.get("/api/v1" + path, headers=world.auth("opted_in_admin"))).json()
+    assert shown["client_certificate_sha256"] is None
+
+    async with services.sessions() as session:
+        entries = list(
+            await session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.object_id == str(device["id"]))
+                .where(AuditEntry.action.like("device.client_certificate.%"))
+                .order_by(AuditEntry.id)
+            )
+        )
+    assert [(e.action, e.changes["client_certificate"]) for e in entries] == [
+        ("device.client_certificate.issue", {"old": None, "new": first["sha256"]}),
+        ("device.client_certificate.issue", {"old": first["sha256"], "new": second["sha256"]}),
+        ("device.client_certificate.revoke", {"old": second["sha256"], "new": None}),
+    ]
+
+    # A retired device gets none; registered again, it starts without the old one.
+    status, _ = await _post(client, certificates, "opted_in_admin", world, None)
+    await _post(client, path + "/retire", "opted_in_admin", world, None)
+    status, refused = await _post(client, certificates, "opted_in_admin", world, None)
+    assert status == 422 and refused["details"][0]["field"] == "status"
+    status, again = await _post(
+        client,
+        f"/tenants/{world.tid('unlinked')}/devices",
+        "unlinked_admin",
+        world,
+        {"mac": "001565aabbd0", "vendor": "yealink", "model": "T46U"},
+    )
+    assert status == 201 and again["client_certificate_sha256"] is None

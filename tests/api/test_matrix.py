@@ -758,6 +758,8 @@ ROWS = (
             ),
             ("POST /tenants/{tenant_id}/devices/{device_id}/retire", 200, None),
             ("POST /tenants/{tenant_id}/devices/{device_id}/digest-credentials", 200, constant({})),
+            ("POST /tenants/{tenant_id}/devices/{device_id}/client-certificate", 201, None),
+            ("DELETE /tenants/{tenant_id}/devices/{device_id}/client-certificate", 204, None),
             ("POST /tenants/{tenant_id}/devices/import", 200, device_import),
             ("POST /tenants/{tenant_id}/devices/claim", 201, claim),
             ("GET /tenants/{tenant_id}/devices/{device_id}/ledger", 200, None),

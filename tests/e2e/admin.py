@@ -128,6 +128,13 @@ class AdminClient:
         )
         return str(answer["username"]), str(answer["password"])
 
+    async def issue_client_certificate(self, tenant_id: str, device_id: int) -> dict[str, Any]:
+        """Certificate, key (shown this once) and CA, PEM."""
+        issued: dict[str, Any] = await self.call(
+            "POST", f"/tenants/{tenant_id}/devices/{device_id}/client-certificate", expect=201
+        )
+        return issued
+
     async def put_settings(
         self, tenant_id: str, settings: dict[str, Any], level: str = "", key: int | None = None
     ) -> dict[str, Any]:

@@ -453,30 +453,54 @@ async def test_an_unknown_device_is_listed_and_can_be_claimed(
 async def test_a_device_certificate_replaces_digest(
     server: ServerProcess, admin: AdminClient, tmp_path: Path
 ) -> None:
+    """A certificate dls issued through the admin API proves its device until another
+    is issued or it is revoked; one from the same CA naming the MAC but not issued to the
+    device (as a phone in WPI secure mode holds) proves nothing on this path."""
     case = BY_VENDOR["yealink"]
     mac = new_mac()
     tenant = await admin.create_tenant(f"certificate {mac}")
     device = await admin.create_device(tenant, mac, case.vendor, case.model)
+    neighbour = await admin.create_device(tenant, new_mac(), case.vendor, case.model)
     await admin.put_settings(tenant, {"lines": {"1": line(case, "4001")}}, "devices", device["id"])
-    pki = ensure_pki(load_settings(None, certs_dir=server.certs))
-    certificates = {}
-    for owner in (mac, new_mac()):
-        issued = issue_device_certificate(pki, owner)
-        cert, key = tmp_path / f"{owner}.pem", tmp_path / f"{owner}.key"
-        cert.write_bytes(issued.certificate_pem)
-        key.write_bytes(issued.key_pem)
-        certificates[owner] = (cert, key)
-    own, other = certificates.values()
 
+    def saved(name: str, certificate_pem: bytes, key_pem: bytes) -> tuple[Path, Path]:
+        cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+        cert.write_bytes(certificate_pem)
+        key.write_bytes(key_pem)
+        return cert, key
+
+    async def issued(device_id: int, name: str) -> tuple[Path, Path]:
+        answer = await admin.issue_client_certificate(tenant, device_id)
+        return saved(name, answer["certificate_pem"].encode(), answer["private_key_pem"].encode())
+
+    async def boot_file_status(certificate: tuple[Path, Path]) -> int:
+        async with phone(server, case, mac, client_certificate=certificate) as sim:
+            await sim.provision()
+        return sim.statuses()[f"{mac}.boot"]
+
+    own = await issued(device["id"], "own")
     async with phone(server, case, mac, client_certificate=own) as sim:
         settings = await sim.provision()
     assert sim.log == [(f"{mac}.boot", 200), ("y000000000108.cfg", 200), (f"{mac}.cfg", 200)]
     assert expected_line(case, "4001").items() <= settings.items()
 
     # Another phone's certificate proves nothing about this MAC: back to a challenge.
-    async with phone(server, case, mac, client_certificate=other) as sim:
-        await sim.provision()
-    assert sim.statuses()[f"{mac}.boot"] == 401
+    assert await boot_file_status(await issued(neighbour["id"], "neighbour")) == 401
+    # Nor does one the device CA signed for this MAC outside the admin API.
+    pki = ensure_pki(load_settings(None, certs_dir=server.certs))
+    unrecorded = issue_device_certificate(pki, mac)
+    assert (
+        await boot_file_status(saved("unrecorded", unrecorded.certificate_pem, unrecorded.key_pem))
+        == 401
+    )
+    # Issuing a new one ends the old; revoking ends the new.
+    renewed = await issued(device["id"], "renewed")
+    assert await boot_file_status(own) == 401
+    assert await boot_file_status(renewed) == 200
+    await admin.call(
+        "DELETE", f"/tenants/{tenant}/devices/{device['id']}/client-certificate", expect=204
+    )
+    assert await boot_file_status(renewed) == 401
 
 
 async def test_a_legacy_mac_only_tenant_trusts_the_mac_alone(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import hmac
 import logging
 import re
 from collections import OrderedDict
@@ -25,6 +26,7 @@ from cryptography import x509
 from sqlalchemy import select
 
 from dls.db.types import utcnow
+from dls.devices.client_certificates import fingerprint
 from dls.devices.effective import SYSTEM_KEY, resolve_documents, settings_sources
 from dls.devices.facts import DeviceFacts, device_facts
 from dls.devices.inheritance import Level, ResolutionError, SettingsLayer, resolve
@@ -114,6 +116,9 @@ class FileProvisioner:
         self._firmware: FirmwareRuntime = services.firmware
         self._reads = services.reads
         self._carries_firmware: dict[tuple[str, str, str], bool] = {}
+        self._device_ca = x509.load_pem_x509_certificate(
+            services.pki.device_ca_cert.read_bytes()
+        ).subject
 
     def install(self, app: web.Application) -> None:
         app.router.add_get(PROVISIONING_PREFIX + "{path:.+}", self.get)  # HEAD too
@@ -176,7 +181,7 @@ class FileProvisioner:
                 )
             )
         else:
-            if _certificate_names(client_certificate(request), device.mac):
+            if self._certificate_proves(client_certificate(request), device):
                 return None
             if device.legacy_mac_only:
                 return None
@@ -205,6 +210,19 @@ class FileProvisioner:
         if credentials.uri != request.raw_path:
             return _not_found()
         return None
+
+    def _certificate_proves(
+        self, certificate: x509.Certificate | None, device: DeviceFacts
+    ) -> bool:
+        """Whether the verified client certificate proves ``device``: one dls's device CA
+        issued must be the device's current one (``dls.devices.client_certificates``); a
+        vendor's factory certificate must name its MAC."""
+        if certificate is None:
+            return False
+        if certificate.issuer == self._device_ca:
+            expected = device.client_certificate_sha256
+            return expected is not None and hmac.compare_digest(fingerprint(certificate), expected)
+        return _certificate_names(certificate, device.mac)
 
     def _ha1(self, device_id: int, ciphertext: str, username: str, algorithm: str) -> str | None:
         """The device's Digest HA1 for the spelling and algorithm it uses; memoised (see
@@ -422,16 +440,13 @@ def _agent(request: web.Request) -> str | None:
     return request.headers.get("User-Agent")
 
 
-def _certificate_names(certificate: x509.Certificate | None, mac: str) -> bool:
-    """Whether a verified client certificate names this MAC.
+def _certificate_names(certificate: x509.Certificate, mac: str) -> bool:
+    """Whether a verified client certificate from a vendor CA names this MAC.
 
-    Our device CA puts the MAC in CN and serialNumber. Vendor factory certificates carry
-    it in CN or a SAN in their own spelling (colons, upper case); we accept any of those
-    fields whose hex digits equal the MAC. This is our reading of vendor certificates,
-    not a documented format.
+    Vendor factory certificates carry it in CN or a SAN in their own spelling (colons,
+    upper case); we accept any of those fields whose hex digits equal the MAC. This is
+    our reading of vendor certificates, not a documented format.
     """
-    if certificate is None:
-        return False
     values = [str(attribute.value) for attribute in certificate.subject]
     try:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
