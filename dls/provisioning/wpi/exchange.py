@@ -99,6 +99,7 @@ from dls.provisioning.wpi.store import (
     CLOUD_PIN_VALUE,
     CONTACT_ME_URI,
     DEVICE_TYPE,
+    NeedsTransaction,
     apply_job_update,
     engine_job,
     merge_inventory,
@@ -106,6 +107,7 @@ from dls.provisioning.wpi.store import (
     record_local_changes,
     record_unclaimed,
     reported_value,
+    require_transaction,
     snapshot_inventory,
     write_transaction,
 )
@@ -125,10 +127,6 @@ CONFLICT_ATTEMPTS = 3
 _SELF_SETUP_REASONS = (ReasonForContact.START_UP, ReasonForContact.SOLICITED)
 _UNSERVED = (DeviceStatus.RETIRED,)
 SESSION_IDLE = dt.timedelta(seconds=SESSION_IDLE_TIMEOUT)
-
-
-class NeedsTransaction(Exception):
-    """The message needs more than the rows it read; handle it again in a transaction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,9 +221,7 @@ class _Message:
         return self.runtime.services.reads if self.session is None else self.session
 
     def _transaction(self) -> AsyncSession:
-        if self.session is None:
-            raise NeedsTransaction
-        return self.session
+        return require_transaction(self.session)
 
     def _refuse(self, reason: str, /, **fields: object) -> None:
         """End here with CleanUp, ending the phone's session if it has a cookie."""

@@ -10,7 +10,9 @@ items the phone reported (or accepted), minus three kinds that must never be kep
 
 Each effect of :mod:`dls.provisioning.wpi.effects` maps to one change of a loaded row
 (a record of :mod:`dls.provisioning.wpi.phone`); the caller writes them together with
-the session.
+the session. What needs more than those rows runs in a transaction
+(:func:`write_transaction`); a step that has none raises :class:`NeedsTransaction`, and
+the message is handled again in one.
 """
 
 from __future__ import annotations
@@ -61,12 +63,14 @@ __all__ = [
     "CONTACT_ME_URI",
     "DEVICE_TYPE",
     "MAX_JOB_ATTEMPTS",
+    "NeedsTransaction",
     "apply_job_update",
     "engine_job",
     "merge_inventory",
     "record_deployment_status",
     "record_local_changes",
     "record_unclaimed",
+    "require_transaction",
     "snapshot_inventory",
     "write_transaction",
 ]
@@ -165,6 +169,17 @@ def reported_value(items: Iterable[Item], name: str) -> str | None:
 
 
 # --- transactions ---------------------------------------------------------------------
+
+
+class NeedsTransaction(Exception):
+    """The message needs more than the rows it read; handle it again in a transaction."""
+
+
+def require_transaction(session: AsyncSession | None) -> AsyncSession:
+    """The transaction a step needs: ``session``, or ``NeedsTransaction`` if there is none."""
+    if session is None:
+        raise NeedsTransaction
+    return session
 
 
 @asynccontextmanager
