@@ -3,8 +3,8 @@
 :func:`exchange` is the DESIGN data flow for WPI, one step per call, each with an early
 return: find the session and the phone, check trust (secure mode, client certificate),
 bind by deployment PIN if the phone offers one, build the engine's snapshot from the
-effective settings, let the pure engine decide, write its effects and the session, and
-render the answer.
+effective settings (``snapshot_builder``), let the pure engine decide, write its effects
+and the session, and render the answer.
 
 Two ways through, the same steps:
 
@@ -45,11 +45,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dls.db.reads import Reader
 from dls.db.types import utcnow
 from dls.db.writes import Write, WriteConflict, run_burst
-from dls.devices.effective import SettingsSources, resolve_documents, settings_sources
 from dls.devices.facts import DeviceFacts, device_facts
-from dls.devices.inheritance import ResolutionError
 from dls.devices.models import Device, DeviceStatus
-from dls.devices.unify import DeviceJob, JobKind, JobState
+from dls.devices.unify import JobKind, JobState
 from dls.logs import REQUEST_ID
 from dls.provisioning.ledger import Fetch
 from dls.provisioning.wpi.effects import (
@@ -64,13 +62,11 @@ from dls.provisioning.wpi.effects import (
 from dls.provisioning.wpi.engine import Decision, decide, device_mac
 from dls.provisioning.wpi.firmware import (
     install_failed,
-    offer_unchanged,
     opens_interaction,
-    queue_firmware,
     report_install_failure,
 )
 from dls.provisioning.wpi.identity import certificate_mac, plain_mac
-from dls.provisioning.wpi.items import SOFTWARE_VERSION, Item
+from dls.provisioning.wpi.items import SOFTWARE_VERSION
 from dls.provisioning.wpi.messages import (
     Action,
     CleanUp,
@@ -85,34 +81,29 @@ from dls.provisioning.wpi.phone import (
     JobRow,
     PhoneRecord,
     deployment_jobs,
-    pending_jobs,
     phone_by_mac,
     phone_by_token,
 )
-from dls.provisioning.wpi.profile import desired_items
 from dls.provisioning.wpi.runtime import SESSION_IDLE_TIMEOUT, WpiRuntime
-from dls.provisioning.wpi.secure import GOTO_SECURE_MODE, bootstrap_items, issue_in_reply
+from dls.provisioning.wpi.secure import GOTO_SECURE_MODE, issue_in_reply
 from dls.provisioning.wpi.selfsetup import bind_with_pin
 from dls.provisioning.wpi.session import SessionState, SessionStateError
-from dls.provisioning.wpi.snapshot import DeviceSnapshot, DeviceStanding
+from dls.provisioning.wpi.snapshot import DeviceSnapshot
+from dls.provisioning.wpi.snapshot_builder import device_snapshot
 from dls.provisioning.wpi.store import (
     CLOUD_PIN_VALUE,
     CONTACT_ME_URI,
     DEVICE_TYPE,
     NeedsTransaction,
     apply_job_update,
-    engine_job,
     merge_inventory,
     record_deployment_status,
     record_local_changes,
     record_unclaimed,
     reported_value,
     require_transaction,
-    snapshot_inventory,
     write_transaction,
 )
-from dls.secretbox import SecretError
-from dls.tenancy.models import WpiSecureMode
 from dls.tls import client_certificate
 
 __all__ = ["CONFLICT_ATTEMPTS", "Answer", "NeedsTransaction", "exchange", "token_hash"]
@@ -283,7 +274,9 @@ class _Message:
 
         # 4. Decide; an interaction's first message may queue the firmware offer first.
         opening = message if opens_interaction(state, message) else None
-        snapshot = await self._snapshot(phone, device, opening)
+        snapshot, self.jobs = await device_snapshot(
+            runtime, device, phone, opening, reads=reads, session=self.session, now=now
+        )
         decision = decide(state, message, snapshot)
 
         # 5. Record.
@@ -337,73 +330,6 @@ class _Message:
             return facts
         await session.flush()
         return await device_facts(session, mac)
-
-    async def _snapshot(
-        self,
-        phone: PhoneRecord | None,
-        device: DeviceFacts | None,
-        opening: WorkpointMessage | None,
-    ) -> DeviceSnapshot:
-        """What the engine sees; ``opening`` is the message if it opens an interaction.
-
-        The desired items are cached by configuration revision: only on a miss are the
-        settings documents loaded (ORM) and resolved."""
-        if device is None:
-            return DeviceSnapshot(DeviceStanding.UNKNOWN)
-        runtime, now = self.runtime, self.now
-        mode = device.wpi_secure_mode
-        include_secrets = mode is not WpiSecureMode.REQUIRED or runtime.secure
-        bootstrap = not runtime.secure and (
-            mode is WpiSecureMode.REQUIRED
-            or (
-                mode is WpiSecureMode.BOOTSTRAP and not (phone is not None and phone.secure_refused)
-            )
-        )
-        revision = (
-            f"{device.revision}.{runtime.profile.digest}.{int(include_secrets)}{int(bootstrap)}"
-        )
-        desired = runtime.desired.get(device.mac, revision)
-        if desired is None:
-            desired = await self._desired(device, revision, include_secrets)
-        desired = desired or ()
-        if bootstrap:
-            desired += bootstrap_items(runtime.server_ca_pem, runtime.services.settings.secure_port)
-        inventory = phone.inventory if phone else None
-        rows: list[JobRow] = list(await pending_jobs(self._reader(), device.id, now))
-        self.jobs = list(rows)  # all written back, a withdrawn one too
-        if opening is not None:
-            firmware = runtime.services.firmware
-            if self.session is not None:
-                rows = await queue_firmware(
-                    firmware, self.session, device, opening, inventory, rows, now
-                )
-            elif not await offer_unchanged(
-                firmware, runtime.services.reads, device, opening, inventory, rows, now
-            ):
-                raise NeedsTransaction
-        self.jobs += [row for row in rows if isinstance(row, DeviceJob)]  # new ones
-        jobs = []
-        for row in rows:
-            job = engine_job(row)
-            if job is None:
-                row.state, row.detail = JobState.FAILED, "payload is not a valid command"
-                continue
-            jobs.append(job)
-        known = snapshot_inventory(inventory, desired, runtime.hasher, device.mac)
-        return DeviceSnapshot(DeviceStanding.BOUND, desired, known, tuple(jobs), revision)
-
-    async def _desired(
-        self, device: DeviceFacts, revision: str, include_secrets: bool
-    ) -> tuple[Item, ...] | None:
-        """Resolve and cache the device's items."""
-        runtime = self.runtime
-        sources = await settings_sources(self._reader(), device.id)
-        if sources is None:
-            return None
-        desired = _desired(runtime, sources, include_secrets)
-        if desired is not None and sources.revision == device.revision:
-            runtime.desired.put(device.mac, revision, desired)
-        return desired
 
     async def _record_unknown(self, decision: Decision) -> None:
         runtime, mac, now = self.runtime, self.mac, self.now
@@ -583,15 +509,3 @@ def _served(facts: DeviceFacts | None) -> DeviceFacts | None:
     if facts is None or facts.vendor != VENDOR or facts.status in _UNSERVED:
         return None
     return facts
-
-
-def _desired(
-    runtime: WpiRuntime, sources: SettingsSources, include_secrets: bool
-) -> tuple[Item, ...] | None:
-    try:
-        settings = resolve_documents(sources.documents, sources.user_line, runtime.box).settings
-    except (ResolutionError, SecretError, ValueError):
-        # A half-configured tenant must not take its phones down: jobs still run.
-        runtime.quiet.warning("device settings do not resolve; writing none", mac=sources.mac)
-        return None
-    return desired_items(runtime.profile, settings, include_secrets=include_secrets)
