@@ -3,8 +3,10 @@
 :func:`exchange` is the DESIGN data flow for WPI, one step per call, each with an early
 return: find the session and the phone, check trust (secure mode, client certificate),
 bind by deployment PIN if the phone offers one, build the engine's snapshot from the
-effective settings (``snapshot_builder``), let the pure engine decide, write its effects
-and the session, and render the answer.
+effective settings (``snapshot_builder``), let the pure engine decide, turn its effects
+and the session into changes of the phone's records (``persist``), write them, and
+render the answer. This module keeps the order of the steps and the retries; what each
+step reads or changes is in the module it names.
 
 Two ways through, the same steps:
 
@@ -32,9 +34,7 @@ ledger's buffer, written in batches off the request path.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,60 +47,44 @@ from dls.db.types import utcnow
 from dls.db.writes import Write, WriteConflict, run_burst
 from dls.devices.facts import DeviceFacts, device_facts
 from dls.devices.models import Device, DeviceStatus
-from dls.devices.unify import JobKind, JobState
 from dls.logs import REQUEST_ID
-from dls.provisioning.ledger import Fetch
-from dls.provisioning.wpi.effects import (
-    JobStatus,
-    ProtocolViolation,
-    RecordDeploymentStatus,
-    RecordLocalChanges,
-    RecordUnknownDevice,
-    StoreInventory,
-    UpdateJob,
-)
 from dls.provisioning.wpi.engine import Decision, decide, device_mac
-from dls.provisioning.wpi.firmware import (
-    install_failed,
-    opens_interaction,
-    report_install_failure,
-)
+from dls.provisioning.wpi.firmware import opens_interaction
 from dls.provisioning.wpi.identity import certificate_mac, plain_mac
 from dls.provisioning.wpi.items import SOFTWARE_VERSION
 from dls.provisioning.wpi.messages import (
-    Action,
     CleanUp,
     DLSMessage,
     ReasonForContact,
-    ReplyStatus,
     WorkpointMessage,
     build_response,
+)
+from dls.provisioning.wpi.persist import (
+    apply_effects,
+    end_session,
+    keep_session,
+    ledger_fetch,
+    mark_seen,
+    record_unknown,
+    remember_bootstrap_refusal,
+    token_hash,
 )
 from dls.provisioning.wpi.phone import (
     JobRecord,
     JobRow,
     PhoneRecord,
-    deployment_jobs,
     phone_by_mac,
     phone_by_token,
 )
-from dls.provisioning.wpi.runtime import SESSION_IDLE_TIMEOUT, WpiRuntime
-from dls.provisioning.wpi.secure import GOTO_SECURE_MODE, issue_in_reply
+from dls.provisioning.wpi.runtime import WpiRuntime
+from dls.provisioning.wpi.secure import issue_in_reply
 from dls.provisioning.wpi.selfsetup import bind_with_pin
 from dls.provisioning.wpi.session import SessionState, SessionStateError
-from dls.provisioning.wpi.snapshot import DeviceSnapshot
 from dls.provisioning.wpi.snapshot_builder import device_snapshot
 from dls.provisioning.wpi.store import (
     CLOUD_PIN_VALUE,
-    CONTACT_ME_URI,
     DEVICE_TYPE,
     NeedsTransaction,
-    apply_job_update,
-    merge_inventory,
-    record_deployment_status,
-    record_local_changes,
-    record_unclaimed,
-    reported_value,
     require_transaction,
     write_transaction,
 )
@@ -111,13 +95,11 @@ __all__ = ["CONFLICT_ATTEMPTS", "Answer", "NeedsTransaction", "exchange", "token
 log = logging.getLogger(__name__)
 
 VENDOR = "unify"
-LEDGER_FILE = "WPI"  # what the ledger shows as "fetched" for a WPI configuration check
 # Times a message is handled again after another message of its phone wrote first; two
 # messages of one phone at once are rare (a retry racing its original), three unheard of.
 CONFLICT_ATTEMPTS = 3
 _SELF_SETUP_REASONS = (ReasonForContact.START_UP, ReasonForContact.SOLICITED)
 _UNSERVED = (DeviceStatus.RETIRED,)
-SESSION_IDLE = dt.timedelta(seconds=SESSION_IDLE_TIMEOUT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +108,6 @@ class Answer:
     new_token: str | None = None  # set this session cookie
     clear_cookie: bool = False
     ended: bool = True  # the answer is CleanUp
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 async def exchange(
@@ -211,9 +189,6 @@ class _Message:
         """Where this attempt reads: the point reads, or its transaction."""
         return self.runtime.services.reads if self.session is None else self.session
 
-    def _transaction(self) -> AsyncSession:
-        return require_transaction(self.session)
-
     def _refuse(self, reason: str, /, **fields: object) -> None:
         """End here with CleanUp, ending the phone's session if it has a cookie."""
         self._warn(reason, **fields)
@@ -267,7 +242,7 @@ class _Message:
             and message.reason in _SELF_SETUP_REASONS
             and (device is None or device.user_id is None)
         ):
-            session = self._transaction()
+            session = require_transaction(self.session)
             phone = phone or PhoneRecord.new(mac, now)
             facts = await self._self_setup(session, phone, pin, facts)
             device = _served(facts)
@@ -284,16 +259,36 @@ class _Message:
         if device is None:
             # A MAC registered as another vendor's device, or retired, is not unclaimed.
             if facts is None:
-                await self._record_unknown(decision)
+                self.phone = await record_unknown(
+                    decision.effects,
+                    mac,
+                    phone,
+                    session=self.session,
+                    runtime=runtime,
+                    request=self.request,
+                    now=now,
+                )
             self.reply, self.ended = decision.reply, True
             self.clear_cookie = self.hashed is not None
             return None
         phone = self.phone = phone or PhoneRecord.new(mac, now)
-        await self._apply(decision, device, phone)
-        self._bootstrap_refused(state, phone)
+        await apply_effects(
+            decision.effects,
+            device,
+            phone,
+            self.jobs,
+            session=self.session,
+            firmware=runtime.services.firmware,
+            hasher=runtime.hasher,
+            now=now,
+            warn=self._warn,
+        )
+        remember_bootstrap_refusal(message, state, phone, self._warn)
         self._keep_session(decision, phone, hashed)
-        self._provisioned(decision, device, phone, snapshot)
-        self._seen(phone)
+        fetch = ledger_fetch(decision, device, phone, snapshot, self.request, now)
+        if fetch is not None:
+            self.after.append(lambda: runtime.services.ledger.fetched(fetch))
+        mark_seen(phone, self.request, now)
         phone.bound = True
         phone.contact_failures = 0  # it talks to us: contact-me backoff starts over
         if runtime.secure and phone.secure_since is None:
@@ -331,177 +326,20 @@ class _Message:
         await session.flush()
         return await device_facts(session, mac)
 
-    async def _record_unknown(self, decision: Decision) -> None:
-        runtime, mac, now = self.runtime, self.mac, self.now
-        assert mac is not None
-        for effect in decision.effects:
-            if not isinstance(effect, RecordUnknownDevice):
-                continue
-            session = self._transaction()
-            if not (runtime.unclaimed_per_mac.allow(mac) and runtime.unclaimed_writes.allow()):
-                return
-            await record_unclaimed(
-                session,
-                mac,
-                effect.items,
-                address=self.request.remote,
-                user_agent=self.request.headers.get("User-Agent"),
-                now=now,
-            )
-            phone = self.phone = self.phone or PhoneRecord.new(mac, now)
-            phone.bound = False
-            uri = reported_value(effect.items, CONTACT_ME_URI)
-            if uri is not None:
-                phone.contact_me_uri = uri[:255]
-            self._seen(phone)
-            return
-
-    async def _apply(self, decision: Decision, device: DeviceFacts, phone: PhoneRecord) -> None:
-        runtime, now = self.runtime, self.now
-        if self.session is None and any(
-            isinstance(effect, RecordLocalChanges | RecordDeploymentStatus)
-            for effect in decision.effects
-        ):
-            raise NeedsTransaction
-        by_id = {str(row.id): row for row in self.jobs}
-        ended: list[tuple[JobRow, JobState]] = []  # jobs that may have just failed
-        for effect in decision.effects:
-            match effect:
-                case StoreInventory(items=items, complete=complete):
-                    phone.inventory = merge_inventory(
-                        phone.inventory,
-                        items,
-                        complete=complete,
-                        hasher=runtime.hasher,
-                        mac=phone.mac,
-                    )
-                    uri = reported_value(items, CONTACT_ME_URI)
-                    if uri is not None:
-                        phone.contact_me_uri = uri[:255]
-                case UpdateJob():
-                    row = by_id.get(effect.job_id)
-                    if row is None:
-                        continue
-                    ended.append((row, row.state))
-                    apply_job_update(row, effect, now)
-                    if row.kind is JobKind.FACTORY_RESET and effect.status is JobStatus.ACCEPTED:
-                        # The phone forgets everything, its secure-mode certificate included.
-                        phone.secure_since, phone.inventory, phone.secure_refused = (
-                            None,
-                            None,
-                            False,
-                        )
-                case RecordLocalChanges():
-                    record_local_changes(self._transaction(), device, effect, REQUEST_ID.get())
-                case RecordDeploymentStatus():
-                    filed = await self._deployment_status(device, effect)
-                    if filed is not None:
-                        ended.append(filed)
-                case ProtocolViolation(reason=reason):
-                    self._warn(
-                        "WPI protocol violation; session ended", mac=phone.mac, reason=reason[:100]
-                    )
-                case _:
-                    pass
-        for row, before in ended:
-            if install_failed(row, before):
-                await report_install_failure(
-                    runtime.services.firmware, self._transaction(), row, before, now
-                )
-
-    async def _deployment_status(
-        self, device: DeviceFacts, status: RecordDeploymentStatus
-    ) -> tuple[JobRow, JobState] | None:
-        """File one file's result on its job; a failed firmware image fails the install."""
-        loaded = {row.id: row for row in self.jobs}
-        recent: list[JobRow] = []
-        for row in await deployment_jobs(self._transaction(), device.id):
-            if row.id not in loaded:
-                self.jobs.append(row)  # written back with the others
-                loaded[row.id] = row
-            recent.append(loaded[row.id])
-        before = {row.id: row.state for row in recent}
-        row = record_deployment_status(recent, status, self.now)
-        if row is None:
-            self._warn("deployment status for a file no job sent", mac=device.mac)
-            return None
-        return row, before[row.id]
-
-    def _bootstrap_refused(self, asked: SessionState, phone: PhoneRecord) -> None:
-        """Remember a phone that refused the secure-mode bootstrap, so BOOTSTRAP mode stops."""
-        message = self.message
-        if (
-            message.reason is not ReasonForContact.REPLY_TO
-            or asked.asked is not Action.WRITE_ITEMS
-            or not any(key.name == GOTO_SECURE_MODE for key in asked.written)
-        ):
-            return
-        refused = message.status is ReplyStatus.FAILED or any(
-            item.failed and item.name == GOTO_SECURE_MODE for item in message.items
-        )
-        if refused and not phone.secure_refused:
-            self._warn("phone refused the secure-mode bootstrap", mac=phone.mac)
-            phone.secure_refused = True
-
     def _keep_session(self, decision: Decision, phone: PhoneRecord, hashed: str | None) -> None:
         """Store the session with the phone, or drop it after CleanUp; a new cookie if due."""
         if decision.ended:
             self._end_session(phone)
             return
-        if hashed is None or phone.session_token_hash != hashed:
-            self.new_token = secrets.token_urlsafe(24)
-            hashed = token_hash(self.new_token)
-            opened = hashed
+        new_token = keep_session(phone, decision.state, hashed, self.now)
+        if new_token is not None:
+            self.new_token = new_token
+            opened = token_hash(new_token)
             self.after.append(lambda: self.runtime.admission.opened(opened))
-        phone.session_token_hash = hashed
-        phone.session_state = decision.state.to_json()
-        phone.session_expires_at = self.now + SESSION_IDLE
 
     def _end_session(self, phone: PhoneRecord) -> None:
-        closed = phone.session_token_hash
+        closed = end_session(phone)
         self.after.append(lambda: self.runtime.admission.closed(closed))
-        phone.session_token_hash = phone.session_state = phone.session_expires_at = None
-
-    def _provisioned(
-        self,
-        decision: Decision,
-        device: DeviceFacts,
-        phone: PhoneRecord,
-        snapshot: DeviceSnapshot,
-    ) -> None:
-        """An interaction that compared the configuration and ended cleanly is a "fetch".
-
-        It goes to the provisioning ledger like a 3rd-party phone's file fetch: buffered and
-        written in batches, with the device's last-seen facts, firmware and status
-        (provisioned, then active), so none of that is a synchronous write here. The
-        revision recorded is the device's configuration revision, as for files, so the
-        outdated-devices list treats Unify phones like the others.
-        """
-        if not decision.ended or not decision.state.config_checked:
-            return
-        if any(isinstance(effect, ProtocolViolation) for effect in decision.effects):
-            return
-        stored = {(name, index): value for name, index, value in phone.inventory or ()}
-        fetch = Fetch(
-            device_id=device.id,
-            file=LEDGER_FILE,
-            content_hash=hashlib.sha256(snapshot.config_revision.encode()).hexdigest(),
-            revision=device.revision[:64],
-            at=self.now,
-            address=self.request.remote,
-            user_agent=self.request.headers.get("User-Agent"),
-            firmware_version=(stored.get((SOFTWARE_VERSION, None)) or "")[:64] or None,
-            firmware_managed=device.firmware_managed,
-        )
-        self.after.append(lambda: self.runtime.services.ledger.fetched(fetch))
-
-    def _seen(self, phone: PhoneRecord) -> None:
-        phone.last_address = self.request.remote
-        transport = self.request.transport
-        local = transport.get_extra_info("sockname") if transport is not None else None
-        if isinstance(local, tuple) and local:
-            phone.server_address = str(local[0])[:64]
-        phone.last_seen = self.now
 
 
 def _served(facts: DeviceFacts | None) -> DeviceFacts | None:
