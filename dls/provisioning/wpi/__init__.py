@@ -6,8 +6,10 @@ and trees), ``messages`` (typed messages), ``engine`` (the session rules, with
 sees an lxml element.
 
 Around them: ``handler`` (the HTTP endpoints) calls ``exchange`` (one message: trust,
-self-setup, snapshot, decision, persistence), which uses ``store`` (rows in and out),
-``profile`` (settings to items), ``secure`` (the bootstrap), ``selfsetup`` (deployment
-PINs) and ``identity``; ``dispatch`` runs contact-me (``contact``) and housekeeping in
-the background; ``limits``, ``quiet`` and ``runtime`` hold the per-process bounds.
+self-setup, snapshot, decision, persistence), which reads the engine's snapshot with
+``snapshot_builder`` and turns the decision into record changes with ``persist``; they
+use ``store`` (rows in and out), ``profile`` (settings to items), ``secure`` (the
+bootstrap), ``selfsetup`` (deployment PINs) and ``identity``; ``dispatch`` runs
+contact-me (``contact``) and housekeeping in the background; ``limits``, ``quiet`` and
+``runtime`` hold the per-process bounds.
 """
