@@ -6,6 +6,7 @@ import contextlib
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -27,8 +28,15 @@ def _client(server: Pki, issuer: Pki, tmp_path: Path) -> ssl.SSLContext:
     return context
 
 
-def _handshake(client: ssl.SSLContext, server: ssl.SSLContext) -> bytes | None:
-    """Both sides in memory; the client certificate the server accepted, if any."""
+class _Connection(NamedTuple):
+    client: ssl.SSLObject
+    server: ssl.SSLObject
+    to_client: ssl.MemoryBIO  # what the client reads
+    from_server: ssl.MemoryBIO  # what the server wrote
+
+
+def _connect(client: ssl.SSLContext, server: ssl.SSLContext) -> _Connection:
+    """Both sides in memory, their handshake messages exchanged until both are done."""
     c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
     client_side = client.wrap_bio(c_in, c_out, server_hostname="localhost")
     server_side = server.wrap_bio(s_in, s_out, server_side=True)
@@ -40,7 +48,12 @@ def _handshake(client: ssl.SSLContext, server: ssl.SSLContext) -> bytes | None:
         c_in.write(s_out.read())
     # TLS 1.3: the server checks the client's certificate after the client finished.
     server_side.do_handshake()
-    return server_side.getpeercert(binary_form=True)
+    return _Connection(client_side, server_side, c_in, s_out)
+
+
+def _handshake(client: ssl.SSLContext, server: ssl.SSLContext) -> bytes | None:
+    """The client certificate the server accepted, if any."""
+    return _connect(client, server).server.getpeercert(binary_form=True)
 
 
 @pytest.fixture
@@ -132,18 +145,9 @@ def test_a_handshake_ends_with_a_session_ticket(
 ) -> None:
     """Tickets stay on: with nothing written after the handshake, clients that do not set
     TCP_NODELAY stall ~40 ms per request on delayed ACKs (ab: 45 ms against 2.3 ms)."""
-    server = context(pki)
-    client = _client(pki, pki, tmp_path)
-    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
-    client_side = client.wrap_bio(c_in, c_out, server_hostname="localhost")
-    server_side = server.wrap_bio(s_in, s_out, server_side=True)
-    for _ in range(10):
-        for side in (client_side, server_side):
-            with contextlib.suppress(ssl.SSLWantReadError):
-                side.do_handshake()
-        s_in.write(c_out.read())
-        c_in.write(s_out.read())
-    server_side.write(b"x")  # tickets go out with the first application data at the latest
-    c_in.write(s_out.read())
-    assert client_side.read(1) == b"x"
-    assert client_side.session is not None and client_side.session.has_ticket
+    connection = _connect(_client(pki, pki, tmp_path), context(pki))
+    connection.server.write(b"x")  # tickets go out with the first data at the latest
+    connection.to_client.write(connection.from_server.read())
+    assert connection.client.read(1) == b"x"
+    session = connection.client.session
+    assert session is not None and session.has_ticket
