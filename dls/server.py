@@ -129,8 +129,14 @@ async def _serve(
     sessions = session_factory(engine)
     writes = WriteBursts(engine)  # the device path's and the ledger's short writes
     services = Services(
-        settings, pki, engine, sessions, load_secret_box(settings), load_catalog(),
-        Ledger(sessions, writes), writes=writes,
+        settings,
+        pki,
+        engine,
+        sessions,
+        load_secret_box(settings),
+        load_catalog(),
+        Ledger(sessions, writes),
+        writes=writes,
     )
     reuse_port = settings.workers > 1
     listeners = [
@@ -138,9 +144,7 @@ async def _serve(
             build_device_app(services),
             settings.device_bind,
             settings.device_port,
-            tls.device_context(
-                pki, client_certificates=settings.device_client_certificates
-            ),
+            tls.device_context(pki, client_certificates=settings.device_client_certificates),
         ),
         (
             build_secure_app(services),

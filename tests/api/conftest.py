@@ -27,8 +27,13 @@ async def services(
     settings = make_settings()
     sessions = session_factory(engine)
     services = Services(
-        settings, ensure_pki(settings), engine, sessions, load_secret_box(settings),
-        load_catalog(), Ledger(sessions),
+        settings,
+        ensure_pki(settings),
+        engine,
+        sessions,
+        load_secret_box(settings),
+        load_catalog(),
+        Ledger(sessions),
     )
     yield services
     await services.reads.dispose()

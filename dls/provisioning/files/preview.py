@@ -39,9 +39,12 @@ def render_previews(
         try:
             body = render(
                 RenderRequest(
-                    profile=profile, model=model, file=spec,
+                    profile=profile,
+                    model=model,
+                    file=spec,
                     settings=masked if spec.scope is FileScope.DEVICE else DeviceSettings(),
-                    mac=device.mac, base_url=services.settings.device_url + PROVISIONING_PREFIX,
+                    mac=device.mac,
+                    base_url=services.settings.device_url + PROVISIONING_PREFIX,
                 )
             )
         except RenderError as exc:

@@ -187,8 +187,7 @@ async def offer_unchanged(
     if offer.selection.rollout_state is DeviceState.FAILED:
         return True
     return any(
-        row.kind is JobKind.SOFTWARE_DEPLOYMENT and row.state in ACTIVE_JOB_STATES
-        for row in queue
+        row.kind is JobKind.SOFTWARE_DEPLOYMENT and row.state in ACTIVE_JOB_STATES for row in queue
     )
 
 
