@@ -351,6 +351,10 @@ def bench(args: argparse.Namespace, wrk: str, run_dir: Path, stack: contextlib.E
     )
     run = Run(args, instance, fleet, bodies, timings=timings)
     variants = start_variants(args, instance, extra_env, stack)
+    for name, other, _ in variants:
+        # Its render cache warm like dls's: else its first run renders the whole fleet.
+        asyncio.run(collect(other, fleet.phones))
+        print(f"bench: collected the files through {name}", flush=True)
     run.targets = build_targets(args, run, run_dir, files_dir, dls.pid, stack, variants)
     generator = load_generator(args, wrk, run_dir)
     return measure(run, generator)
