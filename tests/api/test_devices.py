@@ -3,14 +3,16 @@
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from sqlalchemy import select
 
+from dls.app import build_device_app
 from dls.audit import AuditEntry
 from dls.db.types import utcnow
 from dls.devices.models import UnclaimedDevice
+from dls.provisioning.files import handler as handler_module
 from dls.services import Services
 from tests.api.world import World
 
@@ -339,3 +341,46 @@ async def test_a_client_certificate_is_shown_once_replaced_and_revoked(
         {"mac": "001565aabbd0", "vendor": "yealink", "model": "T46U"},
     )
     assert status == 201 and again["client_certificate_sha256"] is None
+
+
+async def test_an_unknown_mac_costs_the_device_path_the_read_a_registered_one_does(
+    client: Client, world: World, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without credentials both get the same challenge, and for the unknown MAC the
+    facts query reads the last registered device found instead: an index miss alone
+    answered ~20-35 us sooner, enough to tell registered MACs apart by timing
+    (bench/auth_timing.py)."""
+    tenant = world.tid("opted_in")
+    status, device = await _post(
+        client,
+        f"/tenants/{tenant}/devices",
+        "opted_in_admin",
+        world,
+        {"mac": "001565aabbe0", "vendor": "yealink", "model": "T46U"},
+    )
+    assert status == 201
+    read: list[tuple[str, int, bool]] = []
+    real = handler_module.device_facts
+
+    async def counted(reader: Any, mac: str, decoy: int = 0) -> Any:
+        facts = await real(reader, mac, decoy)
+        read.append((mac, decoy, facts is not None))
+        return facts
+
+    monkeypatch.setattr(handler_module, "device_facts", counted)
+    async with TestClient(TestServer(build_device_app(services))) as device_path:
+
+        async def fetch(mac: str) -> tuple[int, str]:
+            agent = f"Yealink SIP-T46U 108.86.0.90 {mac}"
+            response = await device_path.get(f"/prov/{mac}.cfg", headers={"User-Agent": agent})
+            return response.status, response.headers.get("WWW-Authenticate", "")[:15]
+
+        first_unknown = await fetch("001565aabbe1")  # no device found yet: nothing to read
+        known = await fetch("001565aabbe0")
+        unknown = await fetch("001565aabbe1")
+    assert first_unknown == known == unknown == (401, 'Digest realm="d')
+    assert read == [
+        ("001565aabbe1", 0, False),
+        ("001565aabbe0", 0, True),
+        ("001565aabbe1", device["id"], False),
+    ]

@@ -133,3 +133,24 @@ async def test_postgresql_reads_survive_their_connections_being_dropped(
             assert await device_facts(reads, MAC) is not None
     finally:
         await reads.dispose()
+
+
+async def test_a_decoy_is_read_for_an_unknown_mac_and_never_returned(engine: AsyncEngine) -> None:
+    """The decoy costs an unknown MAC a registered device's read; what comes back is the
+    requested MAC's facts or nothing, on the point reads and in a transaction alike."""
+    device_id = await _device(engine)
+    async with session_factory(engine)() as session, session.begin():
+        other = Device(mac="001565000002", vendor="yealink", model="T46U", tenant_id="100000000001")
+        session.add(other)
+    reads = PointReads(engine)
+    try:
+        assert await device_facts(reads, "001565000000", decoy=device_id) is None
+        assert await device_facts(reads, "001565000000", decoy=0) is None
+        own = await device_facts(reads, "001565000002", decoy=device_id)
+        assert own is not None and (own.id, own.mac) == (other.id, "001565000002")
+        async with session_factory(engine)() as session:
+            assert await device_facts(session, "001565000000", decoy=device_id) is None
+            found = await device_facts(session, MAC, decoy=other.id)
+            assert found is not None and found.id == device_id
+    finally:
+        await reads.dispose()

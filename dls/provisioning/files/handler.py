@@ -116,6 +116,7 @@ class FileProvisioner:
         self._firmware: FirmwareRuntime = services.firmware
         self._reads = services.reads
         self._carries_firmware: dict[tuple[str, str, str], bool] = {}
+        self._decoy = 0  # a registered device's id once one was found; see _facts
         self._device_ca = x509.load_pem_x509_certificate(
             services.pki.device_ca_cert.read_bytes()
         ).subject
@@ -139,7 +140,7 @@ class FileProvisioner:
             return await self._common(request, detection)
         if detection.mac is None:
             return _not_found()
-        facts = await device_facts(self._reads, detection.mac)
+        facts = await self._facts(detection.mac)
         refusal = self._authenticate(request, detection, facts)
         if refusal is not None:
             return refusal
@@ -162,6 +163,14 @@ class FileProvisioner:
             )
         )
         return _answer(request, rendered, self._content_type(detection))
+
+    async def _facts(self, mac: str) -> DeviceFacts | None:
+        """The device's facts; a MAC nobody registered costs the read of the last device
+        found (``device_facts``'s decoy), so 404s and 401s do not tell them apart."""
+        facts = await device_facts(self._reads, mac, self._decoy)
+        if facts is not None:
+            self._decoy = facts.id
+        return facts
 
     def _authenticate(
         self, request: web.Request, detection: Detection, facts: DeviceFacts | None
@@ -391,7 +400,7 @@ class FileProvisioner:
             return _not_found()
         if request.content_length is not None and request.content_length > UPLOAD_LIMIT:
             return web.Response(status=413, body=b"upload too large\n")
-        facts = await device_facts(self._reads, detection.mac)
+        facts = await self._facts(detection.mac)
         refusal = self._authenticate(request, detection, facts)
         if refusal is not None:
             return refusal
