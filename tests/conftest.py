@@ -18,8 +18,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dls.config import Settings, load_settings
-from dls.db.engine import create_engine
+from dls.db.engine import create_engine, session_factory
 from dls.db.migrate import upgrade
+from dls.devices.catalog import load_catalog
+from dls.pki import ensure_pki
+from dls.provisioning.ledger import Ledger
+from dls.secretbox import load_secret_box
+from dls.services import Services
 
 TEST_DATABASE_URL = os.environ.get("DLS_TEST_DATABASE_URL", "")
 
@@ -81,3 +86,17 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await upgrade(engine)
     yield engine
     await engine.dispose()
+
+
+def in_process_services(settings: Settings, engine: AsyncEngine) -> Services:
+    """The services ``dls serve`` builds, for applications run inside the test process."""
+    sessions = session_factory(engine)
+    return Services(
+        settings,
+        ensure_pki(settings),
+        engine,
+        sessions,
+        load_secret_box(settings),
+        load_catalog(),
+        Ledger(sessions),
+    )

@@ -11,13 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dls.app import build_admin_app
 from dls.config import Settings
-from dls.db.engine import session_factory
-from dls.devices.catalog import load_catalog
-from dls.pki import ensure_pki
-from dls.provisioning.ledger import Ledger
-from dls.secretbox import load_secret_box
 from dls.services import Services
 from tests.api.world import World, build_world
+from tests.conftest import in_process_services
 
 
 @pytest.fixture
@@ -25,16 +21,7 @@ async def services(
     engine: AsyncEngine, make_settings: Callable[..., Settings]
 ) -> AsyncIterator[Services]:
     settings = make_settings()
-    sessions = session_factory(engine)
-    services = Services(
-        settings,
-        ensure_pki(settings),
-        engine,
-        sessions,
-        load_secret_box(settings),
-        load_catalog(),
-        Ledger(sessions),
-    )
+    services = in_process_services(settings, engine)
     yield services
     await services.reads.dispose()
 

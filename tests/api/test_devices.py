@@ -27,6 +27,19 @@ async def _post(client: Client, path: str, who: str, world: World, body: Any) ->
     return response.status, await response.json()
 
 
+async def _yealink(client: Client, world: World, tenant: str, mac: str) -> Any:
+    """A T46U registered in ``tenant`` by its admin."""
+    status, device = await _post(
+        client,
+        f"/tenants/{world.tid(tenant)}/devices",
+        f"{tenant}_admin",
+        world,
+        {"mac": mac, "vendor": "yealink", "model": "T46U"},
+    )
+    assert status == 201, device
+    return device
+
+
 async def test_register_assign_send_and_retire(client: Client, world: World) -> None:
     tenant = world.tid("opted_in")
     user_id = world.users["opted_in_user"].id
@@ -283,14 +296,8 @@ async def test_a_client_certificate_is_shown_once_replaced_and_revoked(
     client: Client, world: World, services: Services
 ) -> None:
     tenant = world.tid("opted_in")
-    status, device = await _post(
-        client,
-        f"/tenants/{tenant}/devices",
-        "opted_in_admin",
-        world,
-        {"mac": "001565aabbd0", "vendor": "yealink", "model": "T46U"},
-    )
-    assert status == 201 and device["client_certificate_sha256"] is None
+    device = await _yealink(client, world, "opted_in", "001565aabbd0")
+    assert device["client_certificate_sha256"] is None
     path = f"/tenants/{tenant}/devices/{device['id']}"
     certificates = path + "/client-certificate"
 
@@ -333,14 +340,8 @@ async def test_a_client_certificate_is_shown_once_replaced_and_revoked(
     await _post(client, path + "/retire", "opted_in_admin", world, None)
     status, refused = await _post(client, certificates, "opted_in_admin", world, None)
     assert status == 422 and refused["details"][0]["field"] == "status"
-    status, again = await _post(
-        client,
-        f"/tenants/{world.tid('unlinked')}/devices",
-        "unlinked_admin",
-        world,
-        {"mac": "001565aabbd0", "vendor": "yealink", "model": "T46U"},
-    )
-    assert status == 201 and again["client_certificate_sha256"] is None
+    again = await _yealink(client, world, "unlinked", "001565aabbd0")
+    assert again["client_certificate_sha256"] is None
 
 
 async def test_an_unknown_mac_costs_the_device_path_the_read_a_registered_one_does(
@@ -350,15 +351,7 @@ async def test_an_unknown_mac_costs_the_device_path_the_read_a_registered_one_do
     facts query reads the last registered device found instead: an index miss alone
     answered ~20-35 us sooner, enough to tell registered MACs apart by timing
     (bench/auth_timing.py)."""
-    tenant = world.tid("opted_in")
-    status, device = await _post(
-        client,
-        f"/tenants/{tenant}/devices",
-        "opted_in_admin",
-        world,
-        {"mac": "001565aabbe0", "vendor": "yealink", "model": "T46U"},
-    )
-    assert status == 201
+    device = await _yealink(client, world, "opted_in", "001565aabbe0")
     read: list[tuple[str, int, bool]] = []
     real = handler_module.device_facts
 

@@ -13,19 +13,15 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dls.config import Settings
-from dls.db.engine import session_factory
 from dls.db.types import utcnow
-from dls.devices.catalog import load_catalog
 from dls.devices.models import Device, DeviceGroup, DeviceStatus, Scope, SettingsDocument
 from dls.firmware.catalog import model_key
 from dls.firmware.models import ChecksumSource, FirmwareImage, FirmwareImageModel
 from dls.firmware.versions import version_key
-from dls.pki import ensure_pki
-from dls.provisioning.ledger import Ledger
-from dls.secretbox import load_secret_box
 from dls.services import Services
 from dls.tenancy import service
 from dls.tenancy.models import Tenant, TenantKind
+from tests.conftest import in_process_services
 
 _MACS = itertools.count(1)
 
@@ -41,16 +37,7 @@ async def services(
     engine: AsyncEngine, make_settings: Callable[..., Settings], firmware_settings: dict[str, Any]
 ) -> AsyncIterator[Services]:
     settings = make_settings(**firmware_settings)
-    sessions = session_factory(engine)
-    services = Services(
-        settings,
-        ensure_pki(settings),
-        engine,
-        sessions,
-        load_secret_box(settings),
-        load_catalog(),
-        Ledger(sessions),
-    )
+    services = in_process_services(settings, engine)
     yield services
     await services.reads.dispose()  # fmt: skip
 

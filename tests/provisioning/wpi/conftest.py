@@ -18,21 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dls.app import build_device_app
 from dls.config import Settings
-from dls.db.engine import session_factory
 from dls.db.types import utcnow
-from dls.devices.catalog import load_catalog
 from dls.devices.inheritance import SettingsLayer
 from dls.devices.layers import encode_layer, purpose
 from dls.devices.models import Device, DeviceStatus, Scope, SettingsDocument
 from dls.devices.unify import DeviceJob, JobKind, JobState
-from dls.pki import ensure_pki
-from dls.provisioning.ledger import Ledger
 from dls.provisioning.wpi.store import write_transaction
-from dls.secretbox import load_secret_box
 from dls.services import Services
 from dls.sim.unify import UnifyPhone
 from dls.tenancy import service
 from dls.tenancy.models import Role, Tenant, TenantKind, User, WpiSecureMode
+from tests.conftest import in_process_services
 
 LINE = {"sip_user": "201", "password": "line-secret-1", "registrar": "sip.example.net"}
 
@@ -40,16 +36,7 @@ LINE = {"sip_user": "201", "password": "line-secret-1", "registrar": "sip.exampl
 @pytest.fixture
 async def services(engine: AsyncEngine, make_settings: Callable[..., Settings]) -> Services:
     settings = make_settings()
-    sessions = session_factory(engine)
-    return Services(
-        settings,
-        ensure_pki(settings),
-        engine,
-        sessions,
-        load_secret_box(settings),
-        load_catalog(),
-        Ledger(sessions),
-    )
+    return in_process_services(settings, engine)
 
 
 @pytest.fixture

@@ -19,13 +19,10 @@ from hypothesis import strategies as st
 
 from dls.app import build_device_app
 from dls.config import Settings
-from dls.db.engine import create_engine, session_factory
+from dls.db.engine import create_engine
 from dls.db.migrate import upgrade
-from dls.devices.catalog import load_catalog
-from dls.pki import ensure_pki
-from dls.provisioning.ledger import Ledger
-from dls.secretbox import load_secret_box
 from dls.services import Services
+from tests.conftest import in_process_services
 
 pytestmark = pytest.mark.db
 
@@ -146,16 +143,7 @@ class _Harness:
     async def start(cls, settings: Settings, database: Path) -> _Harness:
         engine = create_engine(f"sqlite+aiosqlite:///{database}")
         await upgrade(engine)
-        sessions = session_factory(engine)
-        services = Services(
-            settings,
-            ensure_pki(settings),
-            engine,
-            sessions,
-            load_secret_box(settings),
-            load_catalog(),
-            Ledger(sessions),
-        )
+        services = in_process_services(settings, engine)
         client: TestClient[Any, Any] = TestClient(TestServer(build_device_app(services)))
         await client.start_server()
         return cls(client, services)
