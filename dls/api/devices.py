@@ -322,13 +322,7 @@ async def issue_client_certificate(call: Call) -> ClientCertificateOut:
     device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
     issued, changes = await client_certificates.issue(device, call.services.pki)
     record(call, access, "device.client_certificate.issue", "device", device.id, changes)
-    return ClientCertificateOut(
-        certificate_pem=issued.certificate_pem,
-        private_key_pem=issued.private_key_pem,
-        ca_pem=issued.ca_pem,
-        sha256=issued.sha256,
-        not_after=issued.not_after,
-    )
+    return ClientCertificateOut.model_validate(issued, from_attributes=True)
 
 
 @api.route(

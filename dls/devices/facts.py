@@ -94,10 +94,10 @@ async def device_facts(reader: Reader, mac: str, decoy: int = 0) -> DeviceFacts 
     builds.
 
     ``decoy``, the id of a registered device, is read in place of a MAC nobody registered,
-    with the same joins, and dropped: an index miss alone answered ~20-35 us sooner than
-    a registered device's read, so a requester could have timed 404s to learn which MACs
-    are registered (``bench/auth_timing.py``). The MAC is compared, never the decoy's
-    facts returned.
+    with the same joins, and dropped: an index miss alone answered 31-38 us sooner than
+    a registered device's read over loopback, so a requester could have timed 404s to
+    learn which MACs are registered (``bench/auth_timing.py``). The MAC is compared,
+    never the decoy's facts returned.
     """
     for row in await reader.execute(_BY_MAC, {"mac": mac, "decoy": decoy}):
         facts = _facts(row)

@@ -94,9 +94,9 @@ class Device(Base):
     # model); part of the device's configuration revision.
     revision: Mapped[int] = mapped_column(Integer, default=1)
     digest_password: Mapped[str | None] = mapped_column(String(200))  # ciphertext
-    # The client certificate dls's device CA issued for it (dls.devices.registry), by
-    # SHA-256 fingerprint: the only one of that CA it accepts from this device, so issuing
-    # another or revoking takes effect without a revocation list.
+    # The client certificate dls's device CA issued for it (dls.devices.client_certificates)
+    # by SHA-256 fingerprint: the only one of that CA it accepts from this device, so
+    # issuing another or revoking takes effect without a revocation list.
     client_certificate_sha256: Mapped[str | None] = mapped_column(String(64))
     client_certificate_not_after: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     first_seen: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
