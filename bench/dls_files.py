@@ -45,6 +45,7 @@ import contextlib
 import hashlib
 import http.client
 import json
+import os
 import re
 import shutil
 import signal
@@ -76,6 +77,11 @@ from dls.secretbox import SecretBox
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).with_name("results")
 PGDB_SCRIPT = ROOT / ".ci" / "pgdb.py"
+LAYERS_DIR = Path(__file__).with_name("layers")
+# Layers whose handler answers a fixed body (bench/layers/sitecustomize.py); "answer"
+# sends the rendered file as dls does.
+FIXED_BODY_LAYERS = ("framework", "detect", "facts", "auth")
+LAYERS = (*FIXED_BODY_LAYERS, "answer")
 DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_PG_DATABASE = "dls_bench"
 SETTLE_S = 0.5
@@ -295,6 +301,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "'dls+NAME' (e.g. 'nolog:DLS_ACCESS_LOG=false')",
     )
     parser.add_argument(
+        "--layers",
+        default="",
+        metavar="LAYER[,LAYER]",
+        help="comma-separated: framework, detect, facts, auth, answer; per layer a 'dls+LAYER' "
+        "variant whose poll handler stops there (bench/layers/sitecustomize.py)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="after the matrix, one extra run per scenario of 'dls' under py-spy (not counted)",
@@ -305,6 +318,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.scenarios = [Scenario(name) for name in args.scenarios.split(",") if name]
     args.baselines = [name for name in args.baselines.split(",") if name]
+    args.layers = [name for name in args.layers.split(",") if name]
+    if unknown := set(args.layers) - set(LAYERS):
+        parser.error(f"--layers: unknown {', '.join(sorted(unknown))}; one of {', '.join(LAYERS)}")
+    args.variant += [layer_variant(name) for name in args.layers]
     if args.duration + args.warmup + 30 > 300:
         parser.error("a run must finish within the 300 s nonce lifetime")
     if args.rate is not None and (args.rate <= 0 or args.scenarios != [Scenario.KEEP_ALIVE]):
@@ -350,8 +367,11 @@ def bench(args: argparse.Namespace, wrk: str, run_dir: Path, stack: contextlib.E
         flush=True,
     )
     run = Run(args, instance, fleet, bodies, timings=timings)
-    variants = start_variants(args, instance, extra_env, stack)
+    mean_body = round(statistics.mean(len(b) for b in bodies.values()))
+    variants = start_variants(args, instance, extra_env, stack, mean_body)
     for name, other, _ in variants:
+        if fixed_body(name):
+            continue  # its handler renders nothing
         # Its render cache warm like dls's: else its first run renders the whole fleet.
         asyncio.run(collect(other, fleet.phones))
         print(f"bench: collected the files through {name}", flush=True)
@@ -360,18 +380,35 @@ def bench(args: argparse.Namespace, wrk: str, run_dir: Path, stack: contextlib.E
     return measure(run, generator)
 
 
+def layer_variant(layer: str) -> str:
+    """The --variant spec of a server whose poll handler stops after ``layer``: the
+    layers hook joins the PYTHONPATH dls runs from (a snapshot, with dls_matrix.sh)."""
+    path = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    path.append(str(LAYERS_DIR))
+    return f"{layer}:PYTHONPATH={os.pathsep.join(path)};DLS_BENCH_LAYER={layer}"
+
+
+def fixed_body(variant: str) -> bool:
+    """Whether the variant is a layer whose handler answers a fixed body, not the file."""
+    return variant.removeprefix("dls+") in FIXED_BODY_LAYERS
+
+
 def start_variants(
     args: argparse.Namespace,
     instance: DlsInstance,
     extra_env: dict[str, str],
     stack: contextlib.ExitStack,
+    mean_body: int,
 ) -> list[tuple[str, DlsInstance, int]]:
-    """Servers for --variant: the same dls and database, with the variant's environment."""
+    """Servers for --variant: the same dls and database, with the variant's environment;
+    a layer's fixed body is as long as the fleet's files on average."""
     started = []
     for spec in args.variant:
         name, _, assignments = spec.partition(":")
         env = dict(extra_env)
         env.update(item.split("=", 1) for item in assignments.split(";") if item)
+        if fixed_body(name):
+            env["DLS_BENCH_BODY_BYTES"] = str(mean_body)
         other = sibling(instance)
         server = start_dls(other, args.workers, env, name=f"dls+{name}")
         stack.callback(server.stop)
@@ -473,7 +510,9 @@ def build_targets(
     if args.hot:
         targets.append(dls_target("dls-hot", phones[: args.hot], True, False, Cursor()))
     for name, other, pid in variants:
-        target = Target(name, other.base_url, lists / f"{name}.txt", ca, pid, dls_expected)
+        # A layer's handler answers a fixed body: the preflight checks its status only.
+        expected = None if fixed_body(name) else dls_expected
+        target = Target(name, other.base_url, lists / f"{name}.txt", ca, pid, expected)
         targets.append(BenchTarget(target, phones, lambda p: p.path, True, False, Cursor()))
     # The baselines serve dls's own certificate chain and key, so handshakes carry the
     # same certificates; the files are the bytes dls served.
