@@ -43,7 +43,7 @@ def _install(layer: str) -> None:
             if depth >= 2:
                 facts = await self._facts(detection.mac)
                 if depth >= 3:
-                    refusal = self._authenticate(request, detection, facts)
+                    refusal = self._trust.check(request, detection, facts)
                     if refusal is not None:
                         return refusal
                     if depth >= 4:

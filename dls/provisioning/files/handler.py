@@ -6,19 +6,13 @@ HTTP Digest, or the tenant's legacy MAC-only mode) -> resolve its settings and, 
 files that carry the firmware URL, the firmware offer (``dls.firmware.delivery``) ->
 render, or take the rendering cached for this revision and offer -> record the fetch in the
 ledger buffer (no database write here). Anything untrusted gets nothing secret: an unknown
-MAC and a wrong password get the same 404.
+MAC and a wrong password get the same 404 (``trust``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
-import hmac
 import logging
-import re
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -26,17 +20,14 @@ from cryptography import x509
 from sqlalchemy import select
 
 from dls.db.types import utcnow
-from dls.devices.client_certificates import fingerprint
 from dls.devices.effective import SYSTEM_KEY, resolve_documents, settings_sources
 from dls.devices.facts import DeviceFacts, device_facts
 from dls.devices.inheritance import Level, ResolutionError, SettingsLayer, resolve
 from dls.devices.layers import decode_layer, purpose
-from dls.devices.models import DeviceStatus, Scope, SettingsDocument
-from dls.devices.registry import digest_purpose
+from dls.devices.models import Scope, SettingsDocument
 from dls.devices.settings import DeviceSettings, FirmwareTarget
 from dls.firmware.runtime import FirmwareRuntime, Offer
 from dls.provisioning.files.detect import Detection, Detector, Rejection
-from dls.provisioning.files.digest import DigestVerifier, ha1, parse_authorization
 from dls.provisioning.files.profiles import (
     FileRole,
     FileScope,
@@ -48,57 +39,24 @@ from dls.provisioning.files.profiles import (
     VendorProfile,
 )
 from dls.provisioning.files.render import RenderError, RenderRequest, render
-from dls.provisioning.ledger import Fetch, Ledger, Sighting
+from dls.provisioning.files.render_cache import RenderCache, Rendered
+from dls.provisioning.files.trust import DeviceTrust, not_found
+from dls.provisioning.ledger import Fetch, Ledger
 from dls.secretbox import SecretBox, SecretError
 from dls.services import Services
-from dls.tls import client_certificate
 
-__all__ = ["PROVISIONING_PREFIX", "FileProvisioner", "RenderCache"]
+__all__ = ["PROVISIONING_PREFIX", "FileProvisioner"]
 
 log = logging.getLogger(__name__)
 
 PROVISIONING_PREFIX = "/prov/"
-HA1_CACHE_ENTRIES = 100_000  # per worker: one per device that authenticates with Digest
 UPLOAD_LIMIT = 1024 * 1024  # bytes per uploaded file (Poly logs, overrides)
-NOT_FOUND_BODY = b"not found\n"
 # A marker URL rendered once per (vendor, model, file) to learn which files carry it.
 _PROBE_HOST = b"firmware-probe.invalid"
 _PROBE_URL = "https://firmware-probe.invalid/fw/probe/"
 _PROBE_MAC = "000000000001"
-_DUMMY_PASSWORD = "dls-dummy-password-for-equal-timing"  # noqa: S105 - never matches
 
 _CONTENT_TYPES = {FormatFamily.KEY_VALUE: "text/plain"}
-_MAC_IN_TEXT = re.compile(
-    r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[:-]?){5}[0-9A-Fa-f]{2}(?![0-9A-Fa-f])"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    body: bytes
-    etag: str
-    revision: str  # the configuration revision it was rendered from ("" for common files)
-
-
-class RenderCache:
-    """Rendered files by (device, file, revision): LRU, bounded."""
-
-    def __init__(self, max_entries: int) -> None:
-        self._entries: OrderedDict[tuple[object, ...], Rendered] = OrderedDict()
-        self._max = max_entries
-
-    def get(self, key: tuple[object, ...]) -> Rendered | None:
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-        return found
-
-    def put(self, key: tuple[object, ...], body: bytes, revision: str = "") -> Rendered:
-        rendered = Rendered(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"', revision)
-        self._entries[key] = rendered
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
-        return rendered
 
 
 class FileProvisioner:
@@ -109,17 +67,14 @@ class FileProvisioner:
         self._detector = Detector(self._profiles)
         self._cache = RenderCache(services.settings.render_cache_entries)
         self._box: SecretBox = services.box
-        self._digest = DigestVerifier(services.box.derive("digest-nonce"))
-        self._device_ha1 = functools.lru_cache(maxsize=HA1_CACHE_ENTRIES)(self._ha1)
         self._base_url = services.settings.device_url + PROVISIONING_PREFIX
         self._uploads = services.settings.data_dir / "uploads"
         self._firmware: FirmwareRuntime = services.firmware
         self._reads = services.reads
         self._carries_firmware: dict[tuple[str, str, str], bool] = {}
         self._decoy = 0  # a registered device's id once one was found; see _facts
-        self._device_ca = x509.load_pem_x509_certificate(
-            services.pki.device_ca_cert.read_bytes()
-        ).subject
+        device_ca = x509.load_pem_x509_certificate(services.pki.device_ca_cert.read_bytes())
+        self._trust = DeviceTrust(services.box, ledger, device_ca.subject)
 
     def install(self, app: web.Application) -> None:
         app.router.add_get(PROVISIONING_PREFIX + "{path:.+}", self.get)  # HEAD too
@@ -130,25 +85,25 @@ class FileProvisioner:
     async def get(self, request: web.Request) -> web.StreamResponse:
         detection = self._detector.detect(request.match_info["path"], _agent(request))
         if isinstance(detection, Rejection) or detection.file is None:
-            return _not_found()
+            return not_found()
         if detection.file.role in (FileRole.UNSERVED, FileRole.UPLOAD):
-            return _not_found()
+            return not_found()
         # Snom's firmware descriptor is one file per model, but the image URL in it is signed
         # for one device: a requester naming its MAC gets its own, once it proves it.
         per_device = detection.file.role is FileRole.FIRMWARE and detection.mac is not None
         if detection.file.scope is FileScope.COMMON and not per_device:
             return await self._common(request, detection)
         if detection.mac is None:
-            return _not_found()
+            return not_found()
         facts = await self._facts(detection.mac)
-        refusal = self._authenticate(request, detection, facts)
+        refusal = self._trust.check(request, detection, facts)
         if refusal is not None:
             return refusal
         assert facts is not None
         offer = await self._offer(facts, detection)
         rendered = await self._device_file(facts, detection, offer)
         if rendered is None:
-            return _not_found()
+            return not_found()
         self._ledger.fetched(
             Fetch(
                 device_id=facts.id,
@@ -171,84 +126,6 @@ class FileProvisioner:
         if facts is not None:
             self._decoy = facts.id
         return facts
-
-    def _authenticate(
-        self, request: web.Request, detection: Detection, facts: DeviceFacts | None
-    ) -> web.Response | None:
-        """None when the requester proved it is this device; else the answer to give."""
-        device = facts if facts is not None and facts.status is not DeviceStatus.RETIRED else None
-        if device is None:
-            self._ledger.sighted(
-                Sighting(
-                    mac=detection.mac or "",
-                    vendor=detection.vendor,
-                    model=detection.model,
-                    firmware_version=detection.firmware_version,
-                    address=request.remote,
-                    user_agent=_agent(request),
-                    at=utcnow(),
-                )
-            )
-        else:
-            if self._certificate_proves(client_certificate(request), device):
-                return None
-            if device.legacy_mac_only:
-                return None
-        header = request.headers.get("Authorization")
-        credentials = parse_authorization(header) if header else None
-        if credentials is None:
-            return self._challenge(stale=False)
-        nonce = self._digest.nonce_state(credentials.nonce)
-        if nonce == "stale":
-            return self._challenge(stale=True)
-        if (
-            device is not None
-            and device.digest_password is not None
-            and credentials.username.lower() == device.mac  # the user name is the MAC
-        ):
-            secret = self._device_ha1(
-                device.id, device.digest_password, credentials.username, credentials.algorithm
-            )
-        else:
-            # Hash a dummy password for unknown devices, so both take about the same time.
-            secret = ha1(credentials.username, credentials.algorithm, _DUMMY_PASSWORD)
-        valid = self._digest.verify_ha1(credentials, request.method, detection.mac or "", secret)
-        if not (device is not None and valid and nonce == "fresh"):
-            return _not_found()
-        # The request-target as the device sent it (RFC 7616 3.4: "uri"), not re-encoded.
-        if credentials.uri != request.raw_path:
-            return _not_found()
-        return None
-
-    def _certificate_proves(
-        self, certificate: x509.Certificate | None, device: DeviceFacts
-    ) -> bool:
-        """Whether the verified client certificate proves ``device``: one dls's device CA
-        issued must be the device's current one (``dls.devices.client_certificates``); a
-        vendor's factory certificate must name its MAC."""
-        if certificate is None:
-            return False
-        if certificate.issuer == self._device_ca:
-            expected = device.client_certificate_sha256
-            return expected is not None and hmac.compare_digest(fingerprint(certificate), expected)
-        return _certificate_names(certificate, device.mac)
-
-    def _ha1(self, device_id: int, ciphertext: str, username: str, algorithm: str) -> str | None:
-        """The device's Digest HA1 for the spelling and algorithm it uses; memoised (see
-        __init__), so a poll does not decrypt the password again. The key holds the
-        ciphertext, so a new password (or a rotated key) is a new entry."""
-        try:
-            password = self._box.decrypt(ciphertext, digest_purpose(device_id))
-        except SecretError:
-            log.warning("digest password does not decrypt; was the key rotated?")
-            return None
-        return ha1(username, algorithm, password)
-
-    def _challenge(self, *, stale: bool) -> web.Response:
-        response = web.Response(status=401, body=b"authentication required\n")
-        for challenge in self._digest.challenges(stale=stale):
-            response.headers.add("WWW-Authenticate", challenge)
-        return response
 
     async def _offer(self, facts: DeviceFacts, detection: Detection) -> Offer | None:
         """The firmware offer, only for files that carry its URL: the poll's second query."""
@@ -348,7 +225,7 @@ class FileProvisioner:
         if model is None:
             # A common file depends on the model (Yealink's boot file names the model's
             # configuration): without a validated model there is nothing right to send.
-            return _not_found()
+            return not_found()
         reads = self._services.reads
         found = list(await reads.rows(_SYSTEM_REVISION, {}))
         revision = found[0][0] if found else 0
@@ -376,7 +253,7 @@ class FileProvisioner:
                 )
             except RenderError as exc:
                 log.warning("cannot render common file %s: %s", detection.file.name, exc)
-                return _not_found()
+                return not_found()
             rendered = self._cache.put(key, body)
         return _answer(request, rendered, self._content_type(detection))
 
@@ -397,11 +274,11 @@ class FileProvisioner:
             or detection.file.role is not FileRole.UPLOAD
             or detection.mac is None
         ):
-            return _not_found()
+            return not_found()
         if request.content_length is not None and request.content_length > UPLOAD_LIMIT:
             return web.Response(status=413, body=b"upload too large\n")
         facts = await self._facts(detection.mac)
-        refusal = self._authenticate(request, detection, facts)
+        refusal = self._trust.check(request, detection, facts)
         if refusal is not None:
             return refusal
         body = bytearray()
@@ -449,26 +326,6 @@ def _agent(request: web.Request) -> str | None:
     return request.headers.get("User-Agent")
 
 
-def _certificate_names(certificate: x509.Certificate, mac: str) -> bool:
-    """Whether a verified client certificate from a vendor CA names this MAC.
-
-    Vendor factory certificates carry it in CN or a SAN in their own spelling (colons,
-    upper case); we accept any of those fields whose hex digits equal the MAC. This is
-    our reading of vendor certificates, not a documented format.
-    """
-    values = [str(attribute.value) for attribute in certificate.subject]
-    try:
-        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        values += [str(name) for name in san.value.get_values_for_type(x509.DNSName)]
-    except x509.ExtensionNotFound:
-        pass
-    return any(
-        re.sub(r"[:-]", "", found.group(0)).lower() == mac
-        for value in values
-        for found in _MAC_IN_TEXT.finditer(value)
-    )
-
-
 def _matches(if_none_match: str | None, etag: str) -> bool:
     """RFC 9110 If-None-Match: ``*`` or a list of (possibly weak) entity tags."""
     if not if_none_match:
@@ -476,10 +333,6 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
     if if_none_match.strip() == "*":
         return True
     return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
-
-
-def _not_found() -> web.Response:
-    return web.Response(status=404, body=NOT_FOUND_BODY, content_type="text/plain")
 
 
 def _answer(request: web.Request, rendered: Rendered, content_type: str) -> web.Response:
