@@ -92,8 +92,17 @@ class AsyncpgReads:
             max_size=self._size,
             max_inactive_connection_lifetime=0,
             init=_codecs,
+            reset=_nothing_to_reset,
             server_settings=settings,
         )
+
+
+async def _nothing_to_reset(_connection: asyncpg.Connection) -> None:
+    """These connections run point SELECTs in autocommit and nothing else: no advisory
+    lock, cursor, LISTEN or SET is ever left to undo. asyncpg's default reset sends
+    ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on every release: a
+    second round trip per poll, and RESET ALL walks every setting in the backend.
+    (asyncpg still rolls back a transaction left open before calling this.)"""
 
 
 async def _codecs(connection: asyncpg.Connection) -> None:

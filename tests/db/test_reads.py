@@ -111,6 +111,33 @@ async def test_postgresql_connections_run_without_jit(engine: AsyncEngine) -> No
         await reads.dispose()
 
 
+async def test_a_postgresql_poll_is_one_statement(engine: AsyncEngine) -> None:
+    """A read gives its connection back without asyncpg's reset statements (advisory
+    locks, cursors, LISTEN, RESET ALL): they were a second round trip on every poll."""
+    if is_sqlite(engine):
+        pytest.skip("PostgreSQL only")
+    await _device(engine)
+    reads = PointReads(engine)
+    try:
+        for _ in range(3):
+            assert await device_facts(reads, MAC) is not None
+        async with engine.connect() as connection:
+            last = await connection.execute(
+                text(
+                    "SELECT query FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name = :name"
+                ),
+                {"name": NAME},
+            )
+            queries = last.scalars().all()
+        assert queries, "no point-read connection open"
+        for query in queries:  # what each connection ran last
+            assert "RESET ALL" not in query
+            assert "devices" in query
+    finally:
+        await reads.dispose()
+
+
 async def test_postgresql_reads_survive_their_connections_being_dropped(
     engine: AsyncEngine,
 ) -> None:
