@@ -5,14 +5,14 @@ Through SQLAlchemy's async engine a point read cost about 250 us of CPU here (an
 greenlet hand-over), five times what asyncpg itself needs for the same prepared
 statement. As on SQLite (``dls.db.reads``), the statement is compiled once by
 SQLAlchemy (``Prepared``: its SQL with the dialect's casts, bind and result processors)
-and run on the driver: here a connection of a small asyncpg pool of its own, in
-autocommit, with the same server settings as every other connection (``jit=off``).
-asyncpg prepares and caches each statement per connection.
+and run on the driver: here one of a few asyncpg connections of its own (see
+``AsyncpgReads``), in autocommit, with the same server settings as every other
+connection (``jit=off``). asyncpg prepares and caches each statement per connection.
 
 The rows match what SQLAlchemy returns: JSON columns come back decoded (a codec per
 connection, as SQLAlchemy's asyncpg dialect installs one), enums and time stamps through
 the columns' own result processors. A read that finds its connection dead (the database
-restarted) renews the pool's connections and is retried once.
+restarted) renews the connections and is retried once.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from dls.db.prepared import PreparedStatements
 __all__ = ["NAME", "AsyncpgReads"]
 
 NAME = "dls point reads"  # application_name: how pg_stat_activity shows these connections
+CLOSE_TIMEOUT_S = 5.0
 
 # What a connection the database dropped (restart, administrator) fails with: the FATAL
 # message it was sent, the closed socket, or asyncpg's state machine caught mid-way.
@@ -44,65 +45,73 @@ _DROPPED = (
 
 
 class AsyncpgReads:
+    """Point reads on at most ``size`` connections of their own, opened as reads need
+    them and then kept.
+
+    Not asyncpg's ``Pool``: its acquire and release cost ~26 us of CPU per read here
+    (the statement itself ~33 us), and by default it sends four reset statements to the
+    server on every release. These connections run autocommit SELECTs and nothing else,
+    so a list of idle ones is all the pooling they need; the caller bounds concurrency
+    to ``size`` (``PointReads``'s gate), so a read finds an idle connection or opens one.
+    A read that fails or is cancelled closes its connection instead of handing it back,
+    so a connection caught mid-statement is never reused.
+    """
+
     def __init__(self, url: URL, dialect: Dialect, size: int) -> None:
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._size = size
         self._prepared = PreparedStatements(dialect)
-        self._pool: asyncpg.Pool | None = None
-        self._opening = asyncio.Lock()
+        self._idle: list[asyncpg.Connection] = []
+        self._open: set[asyncpg.Connection] = set()
 
     async def rows(self, statement: Executable, parameters: Mapping[str, Any]) -> list[Any]:
-        """The rows as named tuples. Callers bound concurrency to the pool's size (the
-        pool's own queue is not first come, first served)."""
+        """The rows as named tuples."""
         prepared = self._prepared[statement]
         values = prepared.parameters(parameters)
-        pool = self._pool or await self._open()
         for attempt in (1, 2):
+            connection = self._idle.pop() if self._idle else await self._connect()
             try:
-                async with pool.acquire() as connection:
-                    records = await connection.fetch(prepared.sql, *values)
-                break
+                records = await connection.fetch(prepared.sql, *values)
             except _DROPPED:
+                self._discard(connection)
                 if attempt == 2:
                     raise
                 # If the database dropped one connection it dropped them all: replace
-                # every one, so the second attempt does not meet another dead one.
-                await pool.expire_connections()
-        return prepared.rows([tuple(record) for record in records])
+                # every idle one, so the second attempt does not meet another dead one.
+                while self._idle:
+                    self._discard(self._idle.pop())
+                continue
+            except BaseException:
+                self._discard(connection)
+                raise
+            self._idle.append(connection)
+            return prepared.rows([tuple(record) for record in records])
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
-
-    async def _open(self) -> asyncpg.Pool:
-        # Sized like the caller's gate; connections are opened as reads need them and then
-        # kept (never closed for being idle), so none is opened and closed under load
-        # (see dls.db.engine).
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await self._create()
-        return self._pool
-
-    async def _create(self) -> asyncpg.Pool:
-        settings = {**POSTGRESQL_CONNECT_ARGS["server_settings"], "application_name": NAME}
-        return await asyncpg.create_pool(
-            self._dsn,
-            min_size=1,
-            max_size=self._size,
-            max_inactive_connection_lifetime=0,
-            init=_codecs,
-            reset=_nothing_to_reset,
-            server_settings=settings,
+        connections, self._open = self._open, set()
+        self._idle.clear()
+        await asyncio.gather(
+            *(connection.close(timeout=CLOSE_TIMEOUT_S) for connection in connections),
+            return_exceptions=True,
         )
 
+    async def _connect(self) -> asyncpg.Connection:
+        if len(self._open) >= self._size:
+            raise RuntimeError(f"more than {self._size} concurrent point reads")
+        settings = {**POSTGRESQL_CONNECT_ARGS["server_settings"], "application_name": NAME}
+        connection = await asyncpg.connect(self._dsn, server_settings=settings)
+        try:
+            await _codecs(connection)
+        except BaseException:
+            connection.terminate()
+            raise
+        self._open.add(connection)
+        return connection
 
-async def _nothing_to_reset(_connection: asyncpg.Connection) -> None:
-    """These connections run point SELECTs in autocommit and nothing else: no advisory
-    lock, cursor, LISTEN or SET is ever left to undo. asyncpg's default reset sends
-    ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on every release: a
-    second round trip per poll, and RESET ALL walks every setting in the backend.
-    (asyncpg still rolls back a transaction left open before calling this.)"""
+    def _discard(self, connection: asyncpg.Connection) -> None:
+        self._open.discard(connection)
+        connection.terminate()
 
 
 async def _codecs(connection: asyncpg.Connection) -> None:
