@@ -63,6 +63,7 @@ class AsyncpgReads:
         self._prepared = PreparedStatements(dialect)
         self._idle: list[asyncpg.Connection] = []
         self._open: set[asyncpg.Connection] = set()
+        self._closed = False
 
     async def rows(self, statement: Executable, parameters: Mapping[str, Any]) -> list[Any]:
         """The rows as named tuples."""
@@ -89,6 +90,7 @@ class AsyncpgReads:
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
+        self._closed = True  # a read still under way does not open another
         connections, self._open = self._open, set()
         self._idle.clear()
         await asyncio.gather(
@@ -97,6 +99,8 @@ class AsyncpgReads:
         )
 
     async def _connect(self) -> asyncpg.Connection:
+        if self._closed:
+            raise asyncpg.exceptions.InterfaceError("the point reads are closed")
         if len(self._open) >= self._size:
             raise RuntimeError(f"more than {self._size} concurrent point reads")
         settings = {**POSTGRESQL_CONNECT_ARGS["server_settings"], "application_name": NAME}
