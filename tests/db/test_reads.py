@@ -42,6 +42,17 @@ async def _device(engine: AsyncEngine) -> int:
     return device.id
 
 
+async def _on_point_read_connections(engine: AsyncEngine, what: str) -> list[object]:
+    """``what`` (a column or expression of pg_stat_activity) for each connection of the
+    point reads."""
+    statement = text(
+        f"SELECT {what} FROM pg_stat_activity "  # noqa: S608 - the tests' own constants
+        "WHERE datname = current_database() AND application_name = :name"
+    )
+    async with engine.connect() as connection:
+        return list((await connection.execute(statement, {"name": NAME})).scalars())
+
+
 async def test_facts_follow_every_commit(engine: AsyncEngine) -> None:
     device_id = await _device(engine)
     reads = PointReads(engine)
@@ -121,15 +132,7 @@ async def test_a_postgresql_poll_is_one_statement(engine: AsyncEngine) -> None:
     try:
         for _ in range(3):
             assert await device_facts(reads, MAC) is not None
-        async with engine.connect() as connection:
-            last = await connection.execute(
-                text(
-                    "SELECT query FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND application_name = :name"
-                ),
-                {"name": NAME},
-            )
-            queries = last.scalars().all()
+        queries = await _on_point_read_connections(engine, "query")
         assert queries, "no point-read connection open"
         for query in queries:  # what each connection ran last
             assert "RESET ALL" not in query
@@ -147,15 +150,7 @@ async def test_postgresql_reads_survive_their_connections_being_dropped(
     reads = PointReads(engine)
     try:
         assert await device_facts(reads, MAC) is not None
-        async with engine.connect() as connection:
-            dropped = await connection.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND application_name = :name"
-                ),
-                {"name": NAME},
-            )
-            assert len(dropped.all()) >= 1
+        assert len(await _on_point_read_connections(engine, "pg_terminate_backend(pid)")) >= 1
         for _ in range(READ_POOL_SIZE * 2):
             assert await device_facts(reads, MAC) is not None
     finally:
