@@ -32,6 +32,10 @@ __all__ = ["NAME", "AsyncpgReads"]
 
 NAME = "dls point reads"  # application_name: how pg_stat_activity shows these connections
 CLOSE_TIMEOUT_S = 5.0
+# A point read takes a millisecond; one that waits this long is stuck behind a lock (a
+# migration's ALTER TABLE, a VACUUM FULL) or an overloaded server. It fails instead of
+# holding one of the few connections, and the polls queued behind it, indefinitely.
+READ_TIMEOUT_S = 10.0
 
 # What a connection the database dropped (restart, administrator) fails with: the FATAL
 # message it was sent, the closed socket, or asyncpg's state machine caught mid-way.
@@ -104,7 +108,12 @@ class AsyncpgReads:
         if len(self._open) >= self._size:
             raise RuntimeError(f"more than {self._size} concurrent point reads")
         settings = {**POSTGRESQL_CONNECT_ARGS["server_settings"], "application_name": NAME}
-        connection = await asyncpg.connect(self._dsn, server_settings=settings)
+        connection = await asyncpg.connect(
+            self._dsn,
+            server_settings=settings,
+            timeout=READ_TIMEOUT_S,
+            command_timeout=READ_TIMEOUT_S,
+        )
         try:
             await _codecs(connection)
         except BaseException:

@@ -3,10 +3,14 @@ the same answers on both ways of reading."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 from sqlalchemy import literal_column, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dls.db import asyncpg_reads
 from dls.db.asyncpg_reads import NAME
 from dls.db.engine import is_sqlite, session_factory
 from dls.db.reads import READ_POOL_SIZE, PointReads
@@ -137,6 +141,30 @@ async def test_a_postgresql_poll_is_one_statement(engine: AsyncEngine) -> None:
         for query in queries:  # what each connection ran last
             assert "RESET ALL" not in query
             assert "devices" in query
+    finally:
+        await reads.dispose()
+
+
+async def test_a_postgresql_read_stuck_behind_a_lock_fails_instead_of_waiting(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll waits for a table lock (a migration, VACUUM FULL) only so long, and the
+    reads work again once the lock is gone."""
+    if is_sqlite(engine):
+        pytest.skip("PostgreSQL only")
+    monkeypatch.setattr(asyncpg_reads, "READ_TIMEOUT_S", 0.5)
+    await _device(engine)
+    reads = PointReads(engine)
+    try:
+        async with engine.connect() as locker:
+            await locker.execute(text("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE"))
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):  # the read's own, not this test's guard
+                await asyncio.wait_for(device_facts(reads, MAC), 5)
+            assert time.monotonic() - started < 3
+            await locker.rollback()
+        facts = await device_facts(reads, MAC)
+        assert facts is not None and facts.mac == MAC
     finally:
         await reads.dispose()
 
