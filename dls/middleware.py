@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from dls.db.unavailable import DATABASE_UNAVAILABLE
 from dls.logs import REQUEST_ID
 from dls.metrics import REQUEST_SECONDS, REQUESTS
 
@@ -26,6 +27,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Firmware download URLs carry a signed token (dls.firmware.tokens): a credential, not logged.
 _SIGNED_PATH = re.compile(r"^(/fw/)[^/]+/")
+RETRY_AFTER_S = 30  # when the database cannot answer: long enough for a restart
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -45,6 +47,20 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         status = exc.status
         exc.headers[REQUEST_ID_HEADER] = request_id
         raise
+    except DATABASE_UNAVAILABLE as exc:
+        # Not a bug in dls: the database is restarting, locked or overloaded. Clients
+        # come back later; the log says what, once, without a traceback.
+        status = 503
+        log.warning(
+            "database unavailable: %s: %s",
+            type(exc).__name__,
+            str(exc)[:200],
+            extra={"fields": {"path": loggable_path(request)}},
+        )
+        raise web.HTTPServiceUnavailable(
+            text="database unavailable; try again later; request id " + request_id,
+            headers={REQUEST_ID_HEADER: request_id, "Retry-After": str(RETRY_AFTER_S)},
+        ) from None
     except Exception:
         # Anything unexpected is a bug: log it once with its traceback, answer a plain 500
         # that carries the request id and nothing of the exception.

@@ -135,6 +135,10 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
             "description": description,
             "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
         }
+    operation["responses"]["503"] = {  # from the middleware, for every listener
+        "description": "The database cannot answer now; try again after Retry-After",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
     return operation
 
 

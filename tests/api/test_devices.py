@@ -1,15 +1,18 @@
 """The device registry through the admin API, in process."""
 
+import time
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from dls.app import build_device_app
 from dls.audit import AuditEntry
+from dls.db import asyncpg_reads
+from dls.db.engine import is_sqlite
 from dls.db.types import utcnow
 from dls.devices.models import UnclaimedDevice
 from dls.provisioning.files import handler as handler_module
@@ -377,3 +380,25 @@ async def test_an_unknown_mac_costs_the_device_path_the_read_a_registered_one_do
         ("001565aabbe0", 0, True),
         ("001565aabbe1", device["id"], False),
     ]
+
+
+async def test_a_poll_while_a_lock_holds_the_devices_table_is_told_to_come_back(
+    client: Client, world: World, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: a migration's lock on the device table makes polls answer 503 with
+    Retry-After once their read gives up, not hang; the next poll after it is served."""
+    if is_sqlite(services.engine):
+        pytest.skip("PostgreSQL only")
+    monkeypatch.setattr(asyncpg_reads, "READ_TIMEOUT_S", 0.5)
+    await _yealink(client, world, "opted_in", "001565aabbf0")
+    agent = {"User-Agent": "Yealink SIP-T46U 108.86.0.90 001565aabbf0"}
+    async with TestClient(TestServer(build_device_app(services))) as device_path:
+        async with services.engine.connect() as locker:
+            await locker.execute(text("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE"))
+            started = time.monotonic()
+            refused = await device_path.get("/prov/001565aabbf0.cfg", headers=agent)
+            assert refused.status == 503 and refused.headers["Retry-After"]
+            assert time.monotonic() - started < 5
+            await locker.rollback()
+        served = await device_path.get("/prov/001565aabbf0.cfg", headers=agent)
+        assert served.status == 401  # the challenge: the device path works again

@@ -1,0 +1,26 @@
+"""Failures that mean the database cannot answer now, not that a request was wrong.
+
+A poll or an admin request that meets one is answered 503 with ``Retry-After``
+(``dls.middleware``) and logged as a warning without a traceback: a restarting
+PostgreSQL, a lock a migration holds longer than a point read waits
+(``dls.db.asyncpg_reads.READ_TIMEOUT_S``), SQLite's write lock held past its busy
+timeout. Everything else stays a bug: a 500 and a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+from sqlalchemy import exc
+
+__all__ = ["DATABASE_UNAVAILABLE"]
+
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    exc.OperationalError,  # lost connection; SQLite busy or locked past its timeout
+    exc.InterfaceError,
+    exc.TimeoutError,  # no pooled connection within the pool's timeout
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, query cancelled
+    ConnectionError,  # refused, reset
+    TimeoutError,  # a point read's command timeout
+)
