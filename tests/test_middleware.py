@@ -11,10 +11,12 @@ import pytest
 from aiohttp import web
 from sqlalchemy.exc import OperationalError
 
+from dls.db.unavailable import DatabaseTimeout
 from dls.middleware import LISTENER, REQUEST_ID_HEADER, RETRY_AFTER_S, request_context
 
 FAILURES: dict[str, BaseException] = {
-    "read-timeout": TimeoutError(),
+    "read-timeout": DatabaseTimeout("a point read waited 10 s"),
+    "other-timeout": TimeoutError(),
     "sqlite-locked": OperationalError("BEGIN IMMEDIATE", None, Exception("database is locked")),
     "postgres-gone": asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
     "postgres-shutdown": asyncpg.exceptions.AdminShutdownError("terminating connection"),
@@ -50,11 +52,12 @@ async def test_a_database_that_cannot_answer_is_a_503_to_retry(
     assert record.getMessage().startswith("database unavailable: ")
 
 
+@pytest.mark.parametrize("name", ["bug", "other-timeout"])
 async def test_anything_else_is_a_bare_500_with_its_traceback_logged(
-    client: Any, caplog: pytest.LogCaptureFixture
+    client: Any, name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="dls.http")
-    response = await client.get("/fail/bug")
+    response = await client.get(f"/fail/{name}")
     assert response.status == 500
     body = await response.text()
     assert "secret-looking" not in body

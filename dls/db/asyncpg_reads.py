@@ -27,6 +27,7 @@ from sqlalchemy import URL, Dialect, Executable
 
 from dls.db.engine import POSTGRESQL_CONNECT_ARGS
 from dls.db.prepared import PreparedStatements
+from dls.db.unavailable import DatabaseTimeout
 
 __all__ = ["NAME", "AsyncpgReads"]
 
@@ -86,6 +87,9 @@ class AsyncpgReads:
                 while self._idle:
                     self._discard(self._idle.pop())
                 continue
+            except TimeoutError as exc:  # asyncpg's command timeout
+                self._discard(connection)
+                raise DatabaseTimeout(f"a point read waited {READ_TIMEOUT_S:g} s") from exc
             except BaseException:
                 self._discard(connection)
                 raise

@@ -12,7 +12,12 @@ from __future__ import annotations
 import asyncpg
 from sqlalchemy import exc
 
-__all__ = ["DATABASE_UNAVAILABLE"]
+__all__ = ["DATABASE_UNAVAILABLE", "DatabaseTimeout"]
+
+
+class DatabaseTimeout(TimeoutError):
+    """A statement waited longer than dls lets it (a lock, an overloaded server)."""
+
 
 DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     exc.OperationalError,  # lost connection; SQLite busy or locked past its timeout
@@ -22,5 +27,5 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, query cancelled
     ConnectionError,  # refused, reset
-    TimeoutError,  # a point read's command timeout
+    DatabaseTimeout,  # a point read's command timeout
 )

@@ -14,6 +14,7 @@ from dls.db import asyncpg_reads
 from dls.db.asyncpg_reads import NAME
 from dls.db.engine import is_sqlite, session_factory
 from dls.db.reads import READ_POOL_SIZE, PointReads
+from dls.db.unavailable import DatabaseTimeout
 from dls.devices.facts import device_facts
 from dls.devices.models import Device, DeviceStatus, Scope, SettingsDocument
 from dls.firmware.models import FirmwareTarget, TargetScope
@@ -159,7 +160,7 @@ async def test_a_postgresql_read_stuck_behind_a_lock_fails_instead_of_waiting(
         async with engine.connect() as locker:
             await locker.execute(text("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE"))
             started = time.monotonic()
-            with pytest.raises(TimeoutError):  # the read's own, not this test's guard
+            with pytest.raises(DatabaseTimeout):  # the read's own, not this test's guard
                 await asyncio.wait_for(device_facts(reads, MAC), 5)
             assert time.monotonic() - started < 3
             await locker.rollback()
