@@ -35,19 +35,28 @@ async def client(aiohttp_client: Any) -> Any:
     return await aiohttp_client(app)
 
 
+async def _fail(
+    client: Any, caplog: pytest.LogCaptureFixture, name: str
+) -> tuple[Any, str, logging.LogRecord]:
+    """The answer to a request whose handler raises ``FAILURES[name]``, its body and the
+    one log line it left; every answer carries its request id."""
+    caplog.set_level(logging.WARNING, logger="dls.http")
+    response = await client.get(f"/fail/{name}")
+    body = await response.text()
+    assert response.headers[REQUEST_ID_HEADER] in body
+    (record,) = caplog.records
+    return response, body, record
+
+
 @pytest.mark.parametrize(
     "name", ["read-timeout", "sqlite-locked", "postgres-gone", "postgres-shutdown"]
 )
 async def test_a_database_that_cannot_answer_is_a_503_to_retry(
     client: Any, name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="dls.http")
-    response = await client.get(f"/fail/{name}")
+    response, _, record = await _fail(client, caplog, name)
     assert response.status == 503
     assert response.headers["Retry-After"] == str(RETRY_AFTER_S)
-    request_id = response.headers[REQUEST_ID_HEADER]
-    assert request_id in await response.text()
-    (record,) = caplog.records
     assert record.levelno == logging.WARNING and record.exc_info is None
     assert record.getMessage().startswith("database unavailable: ")
 
@@ -56,11 +65,7 @@ async def test_a_database_that_cannot_answer_is_a_503_to_retry(
 async def test_anything_else_is_a_bare_500_with_its_traceback_logged(
     client: Any, name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="dls.http")
-    response = await client.get(f"/fail/{name}")
+    response, body, record = await _fail(client, caplog, name)
     assert response.status == 500
-    body = await response.text()
     assert "secret-looking" not in body
-    assert response.headers[REQUEST_ID_HEADER] in body
-    (record,) = caplog.records
     assert record.levelno == logging.ERROR and record.exc_info is not None
