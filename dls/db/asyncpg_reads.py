@@ -112,12 +112,15 @@ class AsyncpgReads:
         if len(self._open) >= self._size:
             raise RuntimeError(f"more than {self._size} concurrent point reads")
         settings = {**POSTGRESQL_CONNECT_ARGS["server_settings"], "application_name": NAME}
-        connection = await asyncpg.connect(
-            self._dsn,
-            server_settings=settings,
-            timeout=READ_TIMEOUT_S,
-            command_timeout=READ_TIMEOUT_S,
-        )
+        try:
+            connection = await asyncpg.connect(
+                self._dsn,
+                server_settings=settings,
+                timeout=READ_TIMEOUT_S,
+                command_timeout=READ_TIMEOUT_S,
+            )
+        except TimeoutError as exc:  # a server that does not answer the connection
+            raise DatabaseTimeout(f"no connection within {READ_TIMEOUT_S:g} s") from exc
         try:
             await _codecs(connection)
         except BaseException:

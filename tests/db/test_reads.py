@@ -7,7 +7,8 @@ import asyncio
 import time
 
 import pytest
-from sqlalchemy import literal_column, select, text, update
+from sqlalchemy import literal_column, make_url, select, text, update
+from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dls.db import asyncpg_reads
@@ -168,6 +169,32 @@ async def test_a_postgresql_read_stuck_behind_a_lock_fails_instead_of_waiting(
         assert facts is not None and facts.mac == MAC
     finally:
         await reads.dispose()
+
+
+async def test_a_postgresql_server_that_never_answers_is_a_database_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that accepts the connection and says nothing (overloaded, half dead):
+    the read gives up as it does behind a lock, so the poll is told to come back."""
+    monkeypatch.setattr(asyncpg_reads, "READ_TIMEOUT_S", 0.3)
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = make_url(f"postgresql+asyncpg://dls@127.0.0.1:{port}/dls")
+    reads = asyncpg_reads.AsyncpgReads(url, postgresql_asyncpg.dialect(), 1)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DatabaseTimeout):
+            await asyncio.wait_for(reads.rows(select(literal_column("1")), {}), 5)
+        assert time.monotonic() - started < 3
+    finally:
+        await reads.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_postgresql_reads_survive_their_connections_being_dropped(
