@@ -17,8 +17,9 @@ render (``dls.devices.effective.settings_sources``).
   on the DBAPI cursor with SQLAlchemy's own bind and result processors: SQLAlchemy's
   per-execution work (cache-key lookup, execution context, result metadata) cost more
   than the query itself here.
-- **PostgreSQL** (asyncpg): the same compiled statements on a small asyncpg pool of its
-  own (``dls.db.asyncpg_reads``), behind a fair semaphore.
+- **PostgreSQL** (asyncpg): the same compiled statements on up to READ_POOL_SIZE asyncpg
+  connections of their own (``dls.db.asyncpg_reads``: an idle list, not asyncpg's pool),
+  behind a fair semaphore of that size.
 - **Other drivers**: an async engine of its own in autocommit mode, so one SELECT is not
   wrapped in BEGIN and ROLLBACK round trips, and without the main engine's ping before
   every checkout: a read that finds its pooled connection dead (the database restarted)
