@@ -4,6 +4,7 @@ with Retry-After when the database cannot answer, a bare 500 for anything else."
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 import asyncpg
@@ -20,6 +21,7 @@ FAILURES: dict[str, BaseException] = {
     "sqlite-locked": OperationalError("BEGIN IMMEDIATE", None, Exception("database is locked")),
     "postgres-gone": asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
     "postgres-shutdown": asyncpg.exceptions.AdminShutdownError("terminating connection"),
+    "postgres-host-unknown": socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
     "bug": KeyError("secret-looking detail"),
 }
 
@@ -49,7 +51,14 @@ async def _fail(
 
 
 @pytest.mark.parametrize(
-    "name", ["read-timeout", "sqlite-locked", "postgres-gone", "postgres-shutdown"]
+    "name",
+    [
+        "read-timeout",
+        "sqlite-locked",
+        "postgres-gone",
+        "postgres-shutdown",
+        "postgres-host-unknown",
+    ],
 )
 async def test_a_database_that_cannot_answer_is_a_503_to_retry(
     client: Any, name: str, caplog: pytest.LogCaptureFixture

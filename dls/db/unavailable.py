@@ -4,10 +4,13 @@ A poll or an admin request that meets one is answered 503 with ``Retry-After``
 (``dls.middleware``) and logged as a warning without a traceback: a restarting
 PostgreSQL, a lock a migration holds longer than a point read waits
 (``dls.db.asyncpg_reads.READ_TIMEOUT_S``), SQLite's write lock held past its busy
-timeout. Everything else stays a bug: a 500 and a traceback.
+timeout, a database host whose name does not resolve. Everything else stays a bug: a 500
+and a traceback.
 """
 
 from __future__ import annotations
+
+import socket
 
 import asyncpg
 from sqlalchemy import exc
@@ -27,5 +30,8 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, query cancelled
     ConnectionError,  # refused, reset
+    # The database's host name does not resolve (DNS down, a typo in the URL): neither
+    # asyncpg nor SQLAlchemy wraps it. dls resolves no other name while it answers.
+    socket.gaierror,
     DatabaseTimeout,  # a point read's command timeout
 )
