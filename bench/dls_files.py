@@ -309,8 +309,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile",
-        action="store_true",
-        help="after the matrix, one extra run per scenario of 'dls' under py-spy (not counted)",
+        nargs="?",
+        const="dls",
+        default=None,
+        metavar="TARGET",
+        help="after the matrix, one extra run per scenario of TARGET (default 'dls', or a "
+        "variant such as 'dls+framework') under py-spy (not counted)",
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--keep-run-dir", action="store_true")
@@ -644,22 +648,26 @@ def measure(run: Run, generator: LoadGenerator) -> int:
     )
     print(f"bench: results written to {path}")
     if args.profile:
-        profile(run, generator, path.with_suffix(""))
+        profile(run, generator, path.with_suffix(""), args.profile)
     return 0
 
 
-def profile(run: Run, generator: LoadGenerator, stem: Path) -> None:
-    """One run per scenario of 'dls' under py-spy; event-loop profile and thread CPU split."""
+def profile(run: Run, generator: LoadGenerator, stem: Path, name: str) -> None:
+    """One run per scenario of target ``name`` under py-spy; event-loop profile and thread
+    CPU split."""
     py_spy = pyspy.find_py_spy()
     if py_spy is None:
         print("bench: --profile needs py-spy (pip install py-spy)")
         return
-    target = run.targets[0]
+    target = next((t for t in run.targets if t.name == name), None)
+    if target is None:
+        print(f"bench: --profile {name}: no such target ({', '.join(t.name for t in run.targets)})")
+        return
     pid = target.target.pid
     assert pid is not None
     for scenario in run.args.scenarios:
         prepare(run, target)
-        raw = Path(f"{stem}-profile-{scenario.value}.raw")
+        raw = Path(f"{stem}-profile-{name}-{scenario.value}.raw")
         spy = pyspy.start(py_spy, pid, raw, run.args.duration + 1)
         time.sleep(1.0)  # py-spy attaches
         threads_before = thread_ticks(pid)
@@ -684,13 +692,13 @@ def profile(run: Run, generator: LoadGenerator, stem: Path) -> None:
                 other_s += spent
         per_request = 1000 / load.requests if load.requests else 0.0
         header = (
-            f"dls {scenario.value}, {run.args.devices:,} phones, {run.args.database}, "
+            f"{name} {scenario.value}, {run.args.devices:,} phones, {run.args.database}, "
             f"{run.args.workers} worker(s), under py-spy: {load.requests_per_second:,.0f} req/s; "
             f"CPU per request: event-loop threads {main_s * per_request:.3f} ms, "
             f"other threads (aiosqlite, executors) {other_s * per_request:.3f} ms"
         )
         text = header + "\n" + pyspy.summarise(raw, 45)
-        Path(f"{stem}-profile-{scenario.value}.txt").write_text(text + "\n")
+        Path(f"{stem}-profile-{name}-{scenario.value}.txt").write_text(text + "\n")
         print(text)
 
 
