@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dls.db.unavailable import DATABASE_UNAVAILABLE
+from dls.db.unavailable import database_unavailable
 from dls.logs import REQUEST_ID
 from dls.metrics import REQUEST_SECONDS, REQUESTS
 
@@ -47,7 +47,15 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         status = exc.status
         exc.headers[REQUEST_ID_HEADER] = request_id
         raise
-    except DATABASE_UNAVAILABLE as exc:
+    except Exception as exc:
+        if not database_unavailable(exc):
+            # Anything unexpected is a bug: log it once with its traceback, answer a plain
+            # 500 that carries the request id and nothing of the exception.
+            log.exception("unhandled error", extra={"fields": {"path": loggable_path(request)}})
+            raise web.HTTPInternalServerError(
+                text="internal error; request id " + request_id,
+                headers={REQUEST_ID_HEADER: request_id},
+            ) from None
         # Not a bug in dls: the database is restarting, locked or overloaded. Clients
         # come back later; the log says what, once, without a traceback.
         status = 503
@@ -60,14 +68,6 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         raise web.HTTPServiceUnavailable(
             text="database unavailable; try again later; request id " + request_id,
             headers={REQUEST_ID_HEADER: request_id, "Retry-After": str(RETRY_AFTER_S)},
-        ) from None
-    except Exception:
-        # Anything unexpected is a bug: log it once with its traceback, answer a plain 500
-        # that carries the request id and nothing of the exception.
-        log.exception("unhandled error", extra={"fields": {"path": loggable_path(request)}})
-        raise web.HTTPInternalServerError(
-            text="internal error; request id " + request_id,
-            headers={REQUEST_ID_HEADER: request_id},
         ) from None
     finally:
         _counter(listener, _method(request.method), status).inc()

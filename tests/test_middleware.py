@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
 from typing import Any
 
 import asyncpg
@@ -15,10 +16,21 @@ from sqlalchemy.exc import OperationalError
 from dls.db.unavailable import DatabaseTimeout
 from dls.middleware import LISTENER, REQUEST_ID_HEADER, RETRY_AFTER_S, request_context
 
+
+def _sqlite_error(code: int, message: str) -> OperationalError:
+    error = sqlite3.OperationalError(message)
+    error.sqlite_errorcode = code
+    return OperationalError("UPDATE", None, error)
+
+
 FAILURES: dict[str, BaseException] = {
     "read-timeout": DatabaseTimeout("a point read waited 10 s"),
     "other-timeout": TimeoutError(),
-    "sqlite-locked": OperationalError("BEGIN IMMEDIATE", None, Exception("database is locked")),
+    "sqlite-locked": _sqlite_error(sqlite3.SQLITE_BUSY, "database is locked"),
+    # A write in a read-only transaction: a bug, though SQLite reports it the same way.
+    "sqlite-read-only": _sqlite_error(
+        sqlite3.SQLITE_READONLY, "attempt to write a readonly database"
+    ),
     "postgres-gone": asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
     "postgres-shutdown": asyncpg.exceptions.AdminShutdownError("terminating connection"),
     "postgres-host-unknown": socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
@@ -70,7 +82,7 @@ async def test_a_database_that_cannot_answer_is_a_503_to_retry(
     assert record.getMessage().startswith("database unavailable: ")
 
 
-@pytest.mark.parametrize("name", ["bug", "other-timeout"])
+@pytest.mark.parametrize("name", ["bug", "other-timeout", "sqlite-read-only"])
 async def test_anything_else_is_a_bare_500_with_its_traceback_logged(
     client: Any, name: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -2,17 +2,19 @@
 
 Every endpoint names its body, query and response models. The wrapper authenticates the
 bearer token, rejects a bad body before the handler runs (415, 400, 422 naming the field),
-runs the handler in one database transaction and serialises its answer through the
-declared response model, so a handler cannot leak a field the model does not declare.
+runs the handler in one database transaction (read-only unless the endpoint writes) and
+serialises its answer through the declared response model, so a handler cannot leak a
+field the model does not declare.
 Because the OpenAPI document is generated from the same table, it cannot drift from the
 routes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dls.auth.tokens import authenticate_token
-from dls.db.engine import WRITER
+from dls.db.engine import WRITER, read_only
 from dls.db.types import utcnow
 from dls.errors import DomainError
 from dls.logs import REQUEST_ID
@@ -119,6 +121,9 @@ class Endpoint:
     response: Any  # a model class, list[Model], or None for 204
     status: int
     public: bool  # no bearer token needed (login)
+    # Whether the handler writes: a transaction that takes SQLite's write lock up front,
+    # or a read-only one that never takes it (dls.db.engine.read_only).
+    writes: bool
 
     @property
     def operation_id(self) -> str:
@@ -144,7 +149,10 @@ class Api:
         response: Any = None,
         status: int = 200,
         public: bool = False,
+        writes: bool | None = None,
     ) -> Callable[[Handler], Handler]:
+        """``writes`` defaults to whether the method is not GET."""
+
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
                 Endpoint(
@@ -158,6 +166,7 @@ class Api:
                     response,
                     status if response is not None else 204,
                     public,
+                    method != "GET" if writes is None else writes,
                 )
             )
             return handler
@@ -175,11 +184,18 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
             services = request.app[SERVICES]
-            async with services.sessions() as session, session.begin():
-                await session.connection(execution_options=WRITER)
+            # The whole body arrives before the transaction begins: a writer's holds
+            # SQLite's one write lock, which an upload over a slow link held for as long
+            # as it took, stalling the device path's writes and every other admin.
+            received = await _receive(request, endpoint)
+            async with (
+                services.sessions() as session,
+                session.begin(),
+                _transaction(session, endpoint.writes),
+            ):
                 # Authenticate first: an anonymous caller learns nothing about the body's rules.
                 user, tenant = await _authenticate(request, session, endpoint.public)
-                body = await _parse_body(request, endpoint.body)
+                body = _parse_body(request, endpoint.body, received)
                 query = _parse_query(request, endpoint.query)
                 call = Call(
                     request,
@@ -235,16 +251,42 @@ async def _authenticate(
     return user, tenant
 
 
-async def _parse_body(request: web.Request, model: type[BaseModel] | None) -> Any:
+@contextlib.asynccontextmanager
+async def _transaction(session: AsyncSession, writes: bool) -> AsyncIterator[None]:
+    if writes:
+        await session.connection(execution_options=WRITER)
+        yield
+    else:
+        async with read_only(session):
+            yield
+
+
+async def _receive(request: web.Request, endpoint: Endpoint) -> bytes | ApiError | None:
+    """The body, read in full (up to the application's limit), or the error to answer
+    once the caller is authenticated; None when there is nothing to read: no body model,
+    another media type (415 follows), or no credentials at all (401 follows, and an
+    anonymous caller does not get to upload first)."""
+    if endpoint.body is None or request.content_type != JSON_TYPE:
+        return None
+    if not endpoint.public and "Authorization" not in request.headers:
+        return None
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return ApiError(413, "too_large", "request body too large")
+
+
+def _parse_body(
+    request: web.Request, model: type[BaseModel] | None, received: bytes | ApiError | None
+) -> Any:
     if model is None:
         return None
     if request.content_type != JSON_TYPE:
         raise ApiError(415, "unsupported_media_type", f"send {JSON_TYPE}")
+    if isinstance(received, ApiError):
+        raise received
     try:
-        raw = await request.read()
-        data = json.loads(raw)
-    except web.HTTPRequestEntityTooLarge:
-        raise ApiError(413, "too_large", "request body too large") from None
+        data = json.loads(received or b"")
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "bad_json", f"body is not valid JSON: {exc}") from None
     return _validate(model, data)

@@ -303,6 +303,7 @@ def _pin_out(call: Call, row: DeploymentPin) -> PinOut:
     summary="A user's deployment PIN for Unify self-setup (the user's own, or as an admin)",
     tag=TAG,
     response=PinOut,
+    writes=True,  # a partner's read is audited
 )
 async def get_deployment_pin(call: Call) -> PinOut:
     tenant_id = call.params["tenant_id"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -14,7 +17,15 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["POOL_SIZE", "WRITER", "create_engine", "is_sqlite", "ping", "session_factory"]
+__all__ = [
+    "POOL_SIZE",
+    "WRITER",
+    "create_engine",
+    "is_sqlite",
+    "ping",
+    "read_only",
+    "session_factory",
+]
 
 SQLITE_BEGIN = "dls_sqlite_begin"
 POOL_SIZE = 20  # connections per worker process (other databases than SQLite)
@@ -78,6 +89,29 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+@contextlib.asynccontextmanager
+async def read_only(session: AsyncSession) -> AsyncIterator[None]:
+    """The session's transaction, begun deferred, refuses writes: a read never takes
+    SQLite's write lock, and code that writes where it promised to read fails at once
+    (and in every test) rather than when another writer is busy. SQLite: the connection's
+    ``query_only`` flag, cleared again before it goes back to the pool (a connection that
+    cannot clear it is discarded); PostgreSQL: ``SET TRANSACTION READ ONLY``."""
+    connection = await session.connection()
+    if connection.dialect.name != "sqlite":
+        await connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+        yield
+        return
+    await connection.exec_driver_sql("PRAGMA query_only=ON")
+    try:
+        yield
+        await session.flush()  # what the ORM holds would be written at commit, unguarded
+    finally:
+        try:
+            await connection.exec_driver_sql("PRAGMA query_only=OFF")
+        except DBAPIError:
+            await connection.invalidate()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -11,11 +11,12 @@ and a traceback.
 from __future__ import annotations
 
 import socket
+import sqlite3
 
 import asyncpg
 from sqlalchemy import exc
 
-__all__ = ["DATABASE_UNAVAILABLE", "DatabaseTimeout"]
+__all__ = ["DATABASE_UNAVAILABLE", "DatabaseTimeout", "database_unavailable"]
 
 
 class DatabaseTimeout(TimeoutError):
@@ -35,3 +36,13 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     socket.gaierror,
     DatabaseTimeout,  # a point read's command timeout
 )
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` is one of the above, and not a bug SQLite reports the same way:
+    every SQLite error is an OperationalError, a write in a read-only transaction
+    (``dls.db.engine.read_only``) included."""
+    if not isinstance(error, DATABASE_UNAVAILABLE):
+        return False
+    orig = getattr(error, "orig", None)
+    return getattr(orig, "sqlite_errorcode", None) != sqlite3.SQLITE_READONLY

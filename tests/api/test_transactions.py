@@ -1,0 +1,133 @@
+"""What an admin request holds in the database while it runs: a slow upload holds nothing,
+and a read does not take SQLite's one write lock, so neither stalls the other writers
+(the device path's bookkeeping, other admins)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dls.api.routing import Api, Call
+from dls.db.engine import is_sqlite
+from dls.middleware import LISTENER, request_context
+from dls.services import SERVICES, Services
+from dls.tenancy.models import Tenant
+from tests.api.world import World
+
+pytestmark = pytest.mark.db
+
+Client = TestClient[Any, Any]
+# Far below SQLite's 30 s busy timeout: a request that waits for the write lock fails here.
+GUARD_S = 5.0
+
+
+async def _register(client: Client, world: World, mac: str) -> int:
+    response = await client.post(
+        f"/api/v1/tenants/{world.tid('opted_in')}/devices",
+        json={"mac": mac, "vendor": "yealink", "model": "T46U"},
+        headers=world.auth("opted_in_admin"),
+    )
+    return response.status
+
+
+async def test_a_slow_upload_does_not_hold_other_writers_back(client: Client, world: World) -> None:
+    body = json.dumps({"csv": "mac,model\n001565000001,T46U\n"}).encode()
+    path = f"/api/v1/tenants/{world.tid('opted_in')}/devices/import"
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: dls\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Authorization: {world.auth('opted_in_admin')['Authorization']}\r\n\r\n"
+    )
+    writer.write(head.encode() + body[:10])  # and the rest later, as a slow link would
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the import's handler is waiting for its body
+
+    assert await asyncio.wait_for(_register(client, world, "001565000002"), GUARD_S) == 201
+
+    writer.write(body[10:])
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), GUARD_S)
+    writer.close()
+    assert b" 200 " in status_line, status_line
+
+
+async def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(
+    client: Client, world: World
+) -> None:
+    path = f"/api/v1/tenants/{world.tid('opted_in')}/devices/import"
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: dls\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1000000\r\n\r\n{".encode()
+    )
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), GUARD_S)
+    writer.close()
+    assert b" 401 " in status_line, status_line
+
+
+async def test_reads_do_not_wait_for_the_write_lock(
+    client: Client, world: World, engine: AsyncEngine
+) -> None:
+    if not is_sqlite(engine):
+        pytest.skip("PostgreSQL has no database-wide write lock")
+    holder = sqlite3.connect(engine.url.database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer, mid-transaction
+    try:
+        response = await asyncio.wait_for(
+            client.get(
+                f"/api/v1/tenants/{world.tid('opted_in')}/devices",
+                headers=world.auth("opted_in_admin"),
+            ),
+            GUARD_S,
+        )
+        assert response.status == 200
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+async def test_a_read_that_would_write_fails_instead_of_writing(
+    services: Services, world: World, aiohttp_client: Any
+) -> None:
+    """GETs run in read-only transactions: one that wrote (taking SQLite's write lock
+    mid-transaction, which fails at once when another writer got there first) fails in
+    every run instead of now and then under load. A GET that must write says so."""
+    table = Api("/api/v1")
+    rename = update(Tenant).where(Tenant.tenant_id == world.tid("opted_in"))
+
+    @table.route("GET", "/sneaky", summary="writes", tag="test", response=None)
+    async def sneaky(call: Call) -> None:
+        await call.session.execute(rename.values(name="renamed by a GET"))
+
+    @table.route("GET", "/declared", summary="writes", tag="test", response=None, writes=True)
+    async def declared(call: Call) -> None:
+        await call.session.execute(rename.values(name="renamed, as declared"))
+
+    app = web.Application(middlewares=[request_context])
+    app[SERVICES], app[LISTENER] = services, "admin"
+    table.install(app)
+    client = await aiohttp_client(app)
+    headers = world.auth("opted_in_admin")
+
+    assert (await client.get("/api/v1/sneaky", headers=headers)).status == 500
+    assert await _name(services, world) != "renamed by a GET"
+    # One request at a time takes the same pooled connection: it went back writable.
+    assert (await client.get("/api/v1/declared", headers=headers)).status == 204
+    assert await _name(services, world) == "renamed, as declared"
+
+
+async def _name(services: Services, world: World) -> str:
+    async with services.sessions() as session:
+        tenant = await session.get(Tenant, world.tid("opted_in"))
+        assert tenant is not None
+        return tenant.name
