@@ -76,6 +76,13 @@ async def login_service(request: web.Request) -> web.Response:
         return _plain(413, "body too large")
     if request.content_type not in XML_TYPES:
         return _plain(415, "send text/xml")
+    # The whole body before a place: a request still arriving (a slow link, or a client
+    # that never finishes) holds its connection, not one of the places that bound the
+    # work under way, which a few hundred of them held from every phone.
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _plain(413, "body too large")
     token = request.cookies.get(COOKIE)
     if token is not None and not _TOKEN.fullmatch(token):
         token = None
@@ -94,10 +101,6 @@ async def login_service(request: web.Request) -> web.Response:
         WPI_RETRY_AFTER.labels(runtime.listener).observe(turn)
         return _refused(runtime, "opening", turn, close=turn > KEEP_CONNECTION_FOR)
     with ticket:
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _plain(413, "body too large")
         try:
             message = parse_request(body)
         except WpiFormatError as error:

@@ -6,6 +6,7 @@ sends, it posts raw XML. TLS-only behaviour (the secure listener) is in tests/e2
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -173,6 +174,34 @@ async def test_overload_refuses_new_interactions_with_503(
     assert answer(await (await post(device_client, done, cookie)).read())[1] == "CleanUp"
     assert _wpi_metrics()["finished"] - before["finished"] == 1
     assert _wpi_metrics()["open"] == 0
+
+
+async def test_slow_uploads_do_not_take_the_places_of_phones(
+    device_client: TestClient[Any, Any], fleet: Fleet
+) -> None:
+    """Requests still sending their bodies (a slow link, or a client that never finishes)
+    hold a connection each, not one of the places that bound the work under way."""
+    tenant = await fleet.tenant()
+    await fleet.device(tenant, MAC, line=LINE)
+    admission = device_client.server.app[WPI].admission
+    admission.max_active = 2
+    body = workpoint("start-up", *identity())
+    slow = []
+    for _ in range(admission.max_active):
+        reader, writer = await asyncio.open_connection(device_client.host, device_client.port)
+        writer.write(
+            f"POST {PATH} HTTP/1.1\r\nHost: dls\r\nContent-Type: text/xml\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:20]
+        )
+        await writer.drain()
+        slow.append((reader, writer))
+    await asyncio.sleep(0.2)  # their handlers wait for the rest
+    response = await asyncio.wait_for(post(device_client, body), 5)
+    assert response.status == 200, await response.text()
+    assert answer(await response.read())[1] == "ReadAllItems"
+    for _, writer in slow:
+        writer.close()
 
 
 def _wpi_metrics() -> dict[str, float]:
