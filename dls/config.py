@@ -101,6 +101,20 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         default=10.0, gt=0, le=300, description="Seconds in-flight requests get on SIGTERM."
     )
+    idle_timeout: float = Field(
+        default=75.0,
+        gt=0,
+        le=3600,
+        description="Seconds a connection may go without a complete request head, from "
+        "its TLS handshake or its previous answer; then it is closed.",
+    )
+    body_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request body (WPI message, upload, admin JSON) may take to "
+        "arrive; then 408 and the connection is closed. Firmware image imports are exempt.",
+    )
     mdns_enabled: bool = Field(default=True, description="Advertise _dls._tcp.local. via mDNS.")
     mdns_interfaces: list[str] = Field(
         default_factory=list, description="Addresses to advertise on; empty means all."

@@ -180,6 +180,9 @@ async def _serve(
                 access_log_class=access_logger_class(lines),
                 access_log=logging.getLogger("dls.access") if settings.access_log else None,
                 shutdown_timeout=settings.shutdown_timeout,
+                # Closes a connection that sends no complete request head in time (silent
+                # after its handshake, or trickling headers): aiohttp's default is an hour.
+                keepalive_timeout=settings.idle_timeout,
             )
             await runner.setup()
             stack.push_async_callback(runner.cleanup)

@@ -42,11 +42,15 @@ _ERRORS = {
     "401": "No valid bearer token",
     "403": "Not permitted for the caller's role in this tenant",
     "404": "Not found, or not visible to the caller (existence is not revealed)",
+    "408": "The body did not arrive within body_timeout; the connection is closed",
     "409": "Conflicts with existing data",
+    "413": "Body larger than the limit",
     "415": "Body is not application/json",
     "422": "Invalid or unknown field; details name each field",
     "429": "Too many attempts; see Retry-After",
 }
+
+_BODY_ERRORS = {"408", "413", "415"}  # only where there is a JSON body
 
 
 def build_document(api: Api) -> dict[str, Any]:
@@ -129,7 +133,7 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
             "content": {"application/json": {"schema": _schema_of(endpoint.response, components)}},
         }
     for status, description in _ERRORS.items():
-        if status == "415" and endpoint.body is None:
+        if status in _BODY_ERRORS and endpoint.body is None:
             continue
         operation["responses"][status] = {
             "description": description,

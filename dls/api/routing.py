@@ -11,6 +11,7 @@ routes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -52,6 +53,7 @@ class ApiError(Exception):
         *,
         details: Any = None,
         headers: dict[str, str] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -59,6 +61,7 @@ class ApiError(Exception):
         self.message = message
         self.details = details
         self.headers = headers or {}
+        self.close = close  # end the connection after answering
 
     @classmethod
     def not_found(cls, what: str = "resource") -> ApiError:
@@ -227,7 +230,10 @@ def error_response(error: ApiError) -> web.Response:
     body: dict[str, Any] = {"error": error.code, "message": error.message}
     if error.details is not None:
         body["details"] = error.details
-    return web.json_response(body, status=error.status, headers=error.headers)
+    response = web.json_response(body, status=error.status, headers=error.headers)
+    if error.close:
+        response.force_close()
+    return response
 
 
 async def _authenticate(
@@ -271,9 +277,12 @@ async def _receive(request: web.Request, endpoint: Endpoint) -> bytes | ApiError
     if not endpoint.public and "Authorization" not in request.headers:
         return None
     try:
-        return await request.read()
+        async with asyncio.timeout(request.app[SERVICES].settings.body_timeout):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         return ApiError(413, "too_large", "request body too large")
+    except TimeoutError:
+        return ApiError(408, "timeout", "request body not received in time", close=True)
 
 
 def _parse_body(

@@ -27,6 +27,7 @@ from dls.devices.layers import decode_layer, purpose
 from dls.devices.models import Scope, SettingsDocument
 from dls.devices.settings import DeviceSettings, FirmwareTarget
 from dls.firmware.runtime import FirmwareRuntime, Offer
+from dls.middleware import body_too_slow
 from dls.provisioning.files.detect import Detection, Detector, Rejection
 from dls.provisioning.files.profiles import (
     FileRole,
@@ -282,10 +283,14 @@ class FileProvisioner:
         if refusal is not None:
             return refusal
         body = bytearray()
-        async for chunk in request.content.iter_chunked(65536):
-            body += chunk
-            if len(body) > UPLOAD_LIMIT:
-                return web.Response(status=413, body=b"upload too large\n")
+        try:
+            async with asyncio.timeout(self._services.settings.body_timeout):
+                async for chunk in request.content.iter_chunked(65536):
+                    body += chunk
+                    if len(body) > UPLOAD_LIMIT:
+                        return web.Response(status=413, body=b"upload too large\n")
+        except TimeoutError:
+            return body_too_slow()
         name = Path(path).name
         target = self._uploads / detection.mac / name
         await asyncio.to_thread(_write, target, bytes(body))

@@ -10,6 +10,7 @@ bodies [DG p.12/14].
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -22,6 +23,7 @@ from dls.db.writes import WriteConflict
 from dls.devices.models import Device
 from dls.devices.unify import ACTIVE_JOB_STATES, DeviceJob
 from dls.metrics import WPI_INTERACTIONS, WPI_OPEN_INTERACTIONS, WPI_REFUSED, WPI_RETRY_AFTER
+from dls.middleware import body_too_slow
 from dls.provisioning.wpi.dispatch import BACKGROUND, Background
 from dls.provisioning.wpi.exchange import exchange
 from dls.provisioning.wpi.identity import plain_mac
@@ -80,9 +82,12 @@ async def login_service(request: web.Request) -> web.Response:
     # that never finishes) holds its connection, not one of the places that bound the
     # work under way, which a few hundred of them held from every phone.
     try:
-        body = await request.read()
+        async with asyncio.timeout(runtime.services.settings.body_timeout):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _plain(413, "body too large")
+    except TimeoutError:
+        return body_too_slow()
     token = request.cookies.get(COOKIE)
     if token is not None and not _TOKEN.fullmatch(token):
         token = None
