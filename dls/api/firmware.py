@@ -8,6 +8,7 @@ own ``firmware.version`` setting. Rollouts are in ``dls.api.firmware_rollouts``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Annotated
 
@@ -18,8 +19,15 @@ from dls.api.access import owned, record, require, require_operator
 from dls.api.common import api
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
 from dls.api.routing import ApiError, Call, RequestModel
+from dls.db.engine import WRITER
 from dls.devices.models import DeviceGroup
-from dls.firmware.imports import ImportRefused, ImportRequest, check_request, import_image
+from dls.firmware.imports import (
+    ImportRefused,
+    ImportRequest,
+    check_request,
+    receive_image,
+    record_image,
+)
 from dls.firmware.models import ChecksumSource, FirmwareImage, FirmwareTarget, TargetScope
 from dls.firmware.targets import SYSTEM_SCOPE_KEY, set_target
 
@@ -115,6 +123,9 @@ def _validated_model(call: Call, vendor: str, model: str) -> str:
     query=ImportQuery,
     response=ImportOut,
     status=201,
+    # The image may take minutes to arrive: the request's own transaction only reads, and
+    # the write lock is taken once all of it is in, for the record alone.
+    writes=False,
 )
 async def import_firmware_image(call: Call) -> ImportOut:
     """Streamed to disk, never held in memory; refused when it exceeds the size limit or
@@ -135,36 +146,33 @@ async def import_firmware_image(call: Call) -> ImportOut:
             runtime.catalog,
             call.services.catalog.lookup,
         )
-        result = await import_image(
-            call.session,
-            runtime.store,
-            checked,
-            request.content.iter_chunked(UPLOAD_CHUNK),
-            max_size=limit,
-            imported_by=call.user.id,
-            now=call.now,
+        stored = await receive_image(
+            runtime.store, checked, request.content.iter_chunked(UPLOAD_CHUNK), max_size=limit
         )
+        async with call.services.sessions() as session, session.begin():
+            await session.connection(execution_options=WRITER)
+            result = await record_image(session, checked, stored, call.user.id, call.now)
+            image = result.image
+            if result.created:
+                record(
+                    dataclasses.replace(call, session=session),
+                    None,
+                    "firmware.image.import",
+                    "firmware_image",
+                    image.id,
+                    {
+                        "vendor": image.vendor,
+                        "version": image.version,
+                        "models": list(image.models),
+                        "sha256": image.sha256,
+                        "size": image.size,
+                        "checksum_source": image.checksum_source,
+                    },
+                )
     except ImportRefused as refused:
         status = {"too_large": 413, "conflict": 409}.get(refused.reason, 422)
         details = [{"field": refused.field, "message": refused.message, "type": refused.reason}]
         raise ApiError(status, refused.reason, str(refused), details=details) from None
-    image = result.image
-    if result.created:
-        record(
-            call,
-            None,
-            "firmware.image.import",
-            "firmware_image",
-            image.id,
-            {
-                "vendor": image.vendor,
-                "version": image.version,
-                "models": list(image.models),
-                "sha256": image.sha256,
-                "size": image.size,
-                "checksum_source": image.checksum_source,
-            },
-        )
     out = ImageOut.model_validate(image).model_dump()
     return ImportOut.model_validate({**out, "created": result.created})
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from dls import audit
 from dls.config import Settings
-from dls.db.engine import create_engine, session_factory
+from dls.db.engine import WRITER, create_engine, session_factory
 from dls.db.types import utcnow
 from dls.devices.catalog import load_catalog as load_models
 from dls.firmware.blobstore import BlobStore
@@ -25,7 +25,8 @@ from dls.firmware.imports import (
     ImportRequest,
     check_request,
     file_chunks,
-    import_image,
+    receive_image,
+    record_image,
 )
 from dls.firmware.models import FirmwareImage
 from dls.server import run_async
@@ -71,16 +72,14 @@ def firmware_import(settings: Settings, args: argparse.Namespace) -> int:
             settings.effective_firmware_dir, max_size=settings.firmware_max_image_size
         )
         try:
+            stored = await receive_image(
+                store, checked, file_chunks(args.file), max_size=settings.firmware_max_image_size
+            )
+            # Recorded in a transaction of its own that takes SQLite's write lock up front,
+            # as a running server's writers do, instead of failing if one wrote meanwhile.
             async with session_factory(engine)() as session, session.begin():
-                result = await import_image(
-                    session,
-                    store,
-                    checked,
-                    file_chunks(args.file),
-                    max_size=settings.firmware_max_image_size,
-                    imported_by=None,
-                    now=utcnow(),
-                )
+                await session.connection(execution_options=WRITER)
+                result = await record_image(session, checked, stored, None, utcnow())
                 image = result.image
                 if result.created:
                     audit.record(

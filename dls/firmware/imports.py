@@ -47,6 +47,8 @@ __all__ = [
     "check_request",
     "file_chunks",
     "import_image",
+    "receive_image",
+    "record_image",
 ]
 
 FILE_CHUNK = 1024 * 1024  # bytes read per worker-thread call when importing from a file
@@ -149,7 +151,22 @@ async def import_image(
     imported_by: int | None,
     now: dt.datetime,
 ) -> ImportResult:
-    """Stream, verify, store and record one image (rules in the module docstring)."""
+    """Stream, verify, store and record one image (rules in the module docstring), in
+    ``session``'s transaction. Callers that must not hold a write transaction while the
+    bytes arrive (SQLite's one write lock) call ``receive_image`` first and
+    ``record_image`` in a transaction of its own."""
+    stored = await receive_image(store, checked, chunks, max_size=max_size)
+    return await record_image(session, checked, stored, imported_by, now)
+
+
+async def receive_image(
+    store: BlobStore,
+    checked: CheckedRequest,
+    chunks: AsyncIterable[bytes | bytearray | memoryview],
+    *,
+    max_size: int,
+) -> StoredBlob:
+    """Steps 1 and 2: the bytes, streamed into the store and verified; no database."""
     limit = min(max_size, checked.expected_size or max_size)
     try:
         if checked.expected_sha256 and await asyncio.to_thread(
@@ -178,16 +195,17 @@ async def import_image(
             "image",
             f"{stored.size} bytes, the catalog says {checked.expected_size}: refused",
         )
-    return await _record(session, checked, stored, imported_by, now)
+    return stored
 
 
-async def _record(
+async def record_image(
     session: AsyncSession,
     checked: CheckedRequest,
     stored: StoredBlob,
     imported_by: int | None,
     now: dt.datetime,
 ) -> ImportResult:
+    """Step 3, in ``session``'s transaction."""
     key = version_key(checked.version)
     model_keys = [model_key(name) for name in checked.models]
     taken = (

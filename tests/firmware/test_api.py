@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
 
 from dls.api import API_PREFIX
 from dls.app import build_admin_app
+from dls.audit import AuditEntry
 from dls.auth.models import TokenKind
 from dls.auth.tokens import issue_token
 from dls.db.types import utcnow
@@ -76,6 +79,40 @@ async def test_uploads_are_bounded_and_raw(api: Any) -> None:
     assert image["models"] == ["T46U", "T43U"] and image["size"] == 100
     listed = await api("GET", "/firmware/images?vendor=yealink")
     assert [item["id"] for item in listed["items"]] == [image["id"]]
+
+
+async def test_an_image_upload_holds_no_write_lock_while_it_arrives(
+    services: Services, operator: str
+) -> None:
+    """Images are large and links slow: other writers (admins, the device path) go on
+    while one arrives; the image is recorded, and audited, once all of it is in."""
+    query = "vendor=yealink&version=108.99.0.2&models=T46U"
+    image = b"w" * 1000
+    async with TestClient(TestServer(build_admin_app(services))) as client:
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(
+            f"POST {API_PREFIX}/firmware/images?{query} HTTP/1.1\r\nHost: dls\r\n"
+            f"Authorization: Bearer {operator}\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {len(image)}\r\n\r\n".encode()
+            + image[:100]
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)  # streaming: the first chunk is on disk, the rest to come
+        other = client.post(
+            API_PREFIX + "/tenants",
+            json={"kind": "customer", "name": "Meanwhile", "country": "DE"},
+            headers={"Authorization": f"Bearer {operator}"},
+        )
+        created = await asyncio.wait_for(other, 5)  # far below SQLite's 30 s busy timeout
+        assert created.status == 201, await created.text()
+        writer.write(image[100:])
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        assert b" 201 " in status_line, status_line
+    async with services.sessions() as session:
+        actions = set(await session.scalars(select(AuditEntry.action)))
+    assert "firmware.image.import" in actions
 
 
 async def test_targets_and_a_tenant_rollout_through_the_api(
