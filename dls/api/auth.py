@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +15,7 @@ from dls.auth import ratelimit
 from dls.auth.models import AccessToken, TokenKind
 from dls.auth.passwords import verify_password
 from dls.auth.tokens import issue_token, revoke_presented
+from dls.db.engine import WRITER
 from dls.db.types import utcnow
 from dls.tenancy.models import Role, Tenant, TenantKind, User
 from dls.tenancy.service import effective_self_setup
@@ -73,6 +75,10 @@ class ApiTokenCreated(ApiTokenOut):
     body=LoginRequest,
     response=TokenOut,
     public=True,
+    # Reads, then verifies the password (tens of milliseconds, in a thread) before it
+    # writes the failure or the token in a short transaction of its own: the failure must
+    # be counted though the login fails, and no write lock waits on the password.
+    writes=False,
 )
 async def login(call: Call) -> TokenOut:
     body: LoginRequest = call.body
@@ -86,14 +92,19 @@ async def login(call: Call) -> TokenOut:
             headers={"Retry-After": str(wait)},
         )
     user = await call.session.scalar(select(User).where(User.username == body.username))
-    valid = verify_password(body.password, user.password_hash if user else None)
-    if user is None or not valid or user.disabled:
-        # Its own transaction: the call's is rolled back by the error, the count must stay.
-        async with call.services.sessions() as session, session.begin():
+    valid = await asyncio.to_thread(
+        verify_password, body.password, user.password_hash if user else None
+    )
+    admitted = user is not None and valid and not user.disabled
+    async with call.services.sessions() as session, session.begin():
+        await session.connection(execution_options=WRITER)
+        if user is None or not admitted:
             await ratelimit.record_failure(session, body.username, address)
+        else:
+            await ratelimit.clear_failures(session, body.username)
+            token, row = issue_token(session, user, TokenKind.SESSION)
+    if user is None or not admitted:
         raise ApiError(401, "unauthorized", "wrong user name or password")
-    await ratelimit.clear_failures(call.session, body.username)
-    token, row = issue_token(call.session, user, TokenKind.SESSION)
     return TokenOut(token=token, expires_at=row.expires_at)
 
 

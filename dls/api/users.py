@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Annotated, Literal
 
@@ -185,7 +186,7 @@ async def update_user(call: Call) -> UserOut:
     password = values.pop("password", None)
     changes = service.update_fields(user, values)
     if password is not None:
-        user.password_hash = hash_password(password)
+        user.password_hash = await asyncio.to_thread(hash_password, password)  # not on the loop
         changes["password"] = {"old": "***", "new": "***"}
     if changes:
         record(call, access, "user.update", "user", user.id, changes)

@@ -131,3 +131,19 @@ async def _name(services: Services, world: World) -> str:
         tenant = await session.get(Tenant, world.tid("opted_in"))
         assert tenant is not None
         return tenant.name
+
+
+async def test_failed_logins_are_refused_and_counted_at_once(client: Client, world: World) -> None:
+    """A wrong password is a 401 within the guard, each one counted, until the account's
+    limit answers 429: the failure is recorded while the login's own transaction (which
+    the error rolls back) is still open."""
+    statuses = []
+    for _ in range(6):
+        response = await asyncio.wait_for(
+            client.post(
+                "/api/v1/auth/login", json={"username": "opted_in_admin", "password": "wrong"}
+            ),
+            GUARD_S,
+        )
+        statuses.append(response.status)
+    assert statuses == [401] * 5 + [429]
