@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dls.db.engine import WRITER
 from dls.devices.layers import SECRET_MARKER, purpose
 from dls.devices.models import Device, SettingsDocument
 from dls.devices.registry import digest_purpose
@@ -85,6 +86,8 @@ async def rotate_key_file(
     new = SecretBox(generate_key_file(pending))
     total = 0
     async with session_factory() as session, session.begin():
+        # All or nothing, and never failing half-way on a running server's commit.
+        await session.connection(execution_options=WRITER)
         for rotator in ROTATORS:
             total += await rotator(session, old, new)
     backup = certs_dir / (KEY_FILE + ".old")

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dls import audit
 from dls.auth.passwords import generate_password
 from dls.config import Settings
-from dls.db.engine import create_engine, session_factory
+from dls.db.engine import WRITER, create_engine, session_factory
 from dls.errors import DomainError
 from dls.server import run_async
 from dls.tenancy import service
@@ -78,6 +78,9 @@ def _sync(command: Command) -> Callable[[Settings, argparse.Namespace], int]:
             engine = create_engine(settings.effective_database_url)
             try:
                 async with session_factory(engine)() as session, session.begin():
+                    # A running server writes many times a second: take SQLite's write
+                    # lock first rather than fail when it committed after our first read.
+                    await session.connection(execution_options=WRITER)
                     await command(session, args)
             finally:
                 await engine.dispose()

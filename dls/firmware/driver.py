@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from dls.background import cancel_and_wait
+from dls.db.engine import WRITER
 from dls.db.types import utcnow
 from dls.firmware.engine import Decision, RolloutStatus
 from dls.firmware.models import Rollout
@@ -80,6 +81,9 @@ class RolloutDriver:
     async def _advance(self, rollout_id: int, now: dt.datetime) -> tuple[Decision, ...]:
         try:
             async with self._sessions() as session, session.begin():
+                # It reads, then writes: on SQLite that fails at once if another
+                # connection committed in between, so it takes the write lock first.
+                await session.connection(execution_options=WRITER)
                 rollout = await session.scalar(
                     select(Rollout)
                     .where(Rollout.id == rollout_id, Rollout.status == RolloutStatus.RUNNING)
@@ -89,7 +93,8 @@ class RolloutDriver:
                     return ()
                 decisions = await advance(session, rollout, now)
         except (StaleDataError, OperationalError) as error:
-            # Another instance advanced it (or holds SQLite's write lock): its turn.
+            # Another instance advanced it (or held SQLite's write lock past the busy
+            # timeout): its turn.
             log.debug("rollout %s not advanced here: %s", rollout_id, type(error).__name__)
             return ()
         for decision in decisions:

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dls.config import Settings
+from dls.db.engine import WRITER
 from dls.db.reads import PointReads
 from dls.db.types import utcnow
 from dls.devices.facts import DeviceFacts
@@ -206,6 +207,9 @@ class FirmwareRuntime:
         if not reports:
             return
         async with self._sessions() as session, session.begin():
+            # It reads, then writes: on SQLite that fails at once if another connection
+            # (the ledger, a WPI message) committed in between, so it takes the lock first.
+            await session.connection(execution_options=WRITER)
             changed = await record_reports(session, reports, utcnow())
         if changed:
             self.driver.nudge()

@@ -4,14 +4,19 @@ and two instances advancing one rollout."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
+import sqlite3
+from collections.abc import Callable
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+from dls.db.engine import is_sqlite
 from dls.devices.facts import device_facts
 from dls.devices.models import Device, DeviceStatus
 from dls.errors import DomainError
@@ -234,6 +239,49 @@ async def test_only_the_fetches_of_managed_devices_are_looked_up(
     await services.firmware.on_fetches([quiet, installed])
     assert opened == [1]
     assert (await states(services, rollout_id))[offered.id] is DeviceState.INSTALLED
+
+
+def meddled(services: Services, sessions: Callable[[], AsyncSession]) -> Callable[[], AsyncSession]:
+    """``sessions`` whose sessions see another connection commit a write just before they
+    flush theirs (the ledger and WPI commit many times a second under load)."""
+
+    def make() -> AsyncSession:
+        session = sessions()
+
+        @event.listens_for(session.sync_session, "before_flush")
+        def another_writer_commits(*_: object) -> None:
+            other = sqlite3.connect(services.engine.url.database, timeout=0)
+            with contextlib.suppress(sqlite3.OperationalError):  # the lock is taken: fine
+                other.execute("UPDATE tenants SET name = name || '.'")
+                other.commit()
+            other.close()
+
+        return session
+
+    return make
+
+
+async def test_reports_and_rollouts_go_on_though_other_writers_commit_meanwhile(
+    services: Services, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a transaction that read and then writes fails at once if another
+    connection committed in between: the reports' and the driver's transactions take
+    the write lock before they read."""
+    if not is_sqlite(services.engine):
+        pytest.skip("PostgreSQL transactions do not fail on a concurrent commit")
+    await fleet.image(version=TARGET)
+    tenant = await fleet.tenant()
+    canary, other = await fleet.device(tenant), await fleet.device(tenant)
+    rollout_id = await create(
+        services, request(tenant, WavePlan(devices=(canary.id,)), WavePlan(100))
+    )
+    monkeypatch.setattr(services.firmware, "_sessions", meddled(services, services.sessions))
+    await report(services, canary, TARGET)
+    assert (await states(services, rollout_id))[canary.id] is DeviceState.INSTALLED
+    driver = RolloutDriver(meddled(services, services.sessions), interval=60)
+    decisions = await driver.step(NOW)
+    assert [type(d).__name__ for d in decisions[rollout_id]] == ["FinishWave", "ReleaseWave"]
+    assert (await states(services, rollout_id))[other.id] is DeviceState.OFFERED
 
 
 async def test_failures_halt_and_an_admin_decides(services: Services, fleet: Fleet) -> None:
