@@ -402,3 +402,28 @@ async def test_a_poll_while_a_lock_holds_the_devices_table_is_told_to_come_back(
             await locker.rollback()
         served = await device_path.get("/prov/001565aabbf0.cfg", headers=agent)
         assert served.status == 401  # the challenge: the device path works again
+
+
+async def test_a_head_request_is_answered_but_not_recorded_as_a_fetch(
+    client: Client, world: World, services: Services
+) -> None:
+    """A HEAD gets the GET's status and ETag without the body, and the ledger does not
+    count it: the device has not taken the file (as for firmware downloads)."""
+    tenant = world.tid("opted_in")
+    await _yealink(client, world, "opted_in", "001565aabbf1")
+    response = await client.patch(
+        f"/api/v1/tenants/{tenant}",
+        json={"legacy_mac_only": True},
+        headers=world.auth("opted_in_admin"),
+    )
+    assert response.status == 200, await response.text()
+    agent = {"User-Agent": "Yealink SIP-T46U 108.86.0.90 001565aabbf1"}
+    recorded: list[str] = []
+    services.ledger.fetched = lambda fetch: recorded.append(fetch.file)  # type: ignore[method-assign]
+    async with TestClient(TestServer(build_device_app(services))) as device_path:
+        head = await device_path.head("/prov/001565aabbf1.cfg", headers=agent)
+        assert head.status == 200 and head.headers["ETag"]
+        assert recorded == []
+        got = await device_path.get("/prov/001565aabbf1.cfg", headers=agent)
+        assert got.status == 200 and got.headers["ETag"] == head.headers["ETag"]
+        assert recorded == ["001565aabbf1.cfg"]

@@ -105,6 +105,8 @@ class FileProvisioner:
         rendered = await self._device_file(facts, detection, offer)
         if rendered is None:
             return not_found()
+        if request.method == "HEAD":  # answered, but the device has not taken the file
+            return _answer(request, rendered, self._content_type(detection))
         self._ledger.fetched(
             Fetch(
                 device_id=facts.id,
