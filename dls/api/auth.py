@@ -15,7 +15,6 @@ from dls.auth import ratelimit
 from dls.auth.models import AccessToken, TokenKind
 from dls.auth.passwords import verify_password
 from dls.auth.tokens import issue_token, revoke_presented
-from dls.db.engine import WRITER
 from dls.db.types import utcnow
 from dls.tenancy.models import Role, Tenant, TenantKind, User
 from dls.tenancy.service import effective_self_setup
@@ -96,13 +95,12 @@ async def login(call: Call) -> TokenOut:
         verify_password, body.password, user.password_hash if user else None
     )
     admitted = user is not None and valid and not user.disabled
-    async with call.services.sessions() as session, session.begin():
-        await session.connection(execution_options=WRITER)
+    async with call.writing() as writing:
         if user is None or not admitted:
-            await ratelimit.record_failure(session, body.username, address)
+            await ratelimit.record_failure(writing.session, body.username, address)
         else:
-            await ratelimit.clear_failures(session, body.username)
-            token, row = issue_token(session, user, TokenKind.SESSION)
+            await ratelimit.clear_failures(writing.session, body.username)
+            token, row = issue_token(writing.session, user, TokenKind.SESSION)
     if user is None or not admitted:
         raise ApiError(401, "unauthorized", "wrong user name or password")
     return TokenOut(token=token, expires_at=row.expires_at)

@@ -316,12 +316,16 @@ async def set_digest(call: Call) -> DigestOut:
     tag=TAG,
     response=ClientCertificateOut,
     status=201,
+    writes=False,  # the key pair is made before the write lock is taken (Call.writing)
 )
 async def issue_client_certificate(call: Call) -> ClientCertificateOut:
     access = await require(call, call.params["tenant_id"], "device", "write")
     device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
-    issued, changes = await client_certificates.issue(device, call.services.pki)
-    record(call, access, "device.client_certificate.issue", "device", device.id, changes)
+    issued = await client_certificates.make(device, call.services.pki)
+    async with call.writing() as writing:
+        device = await owned(writing, Device, device.id, access.tenant.tenant_id, "device")
+        changes = client_certificates.assign(device, issued)
+        record(writing, access, "device.client_certificate.issue", "device", device.id, changes)
     return ClientCertificateOut.model_validate(issued, from_attributes=True)
 
 

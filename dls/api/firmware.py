@@ -8,7 +8,6 @@ own ``firmware.version`` setting. Rollouts are in ``dls.api.firmware_rollouts``.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import Annotated
 
@@ -19,7 +18,6 @@ from dls.api.access import owned, record, require, require_operator
 from dls.api.common import api
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
 from dls.api.routing import ApiError, Call, RequestModel
-from dls.db.engine import WRITER
 from dls.devices.models import DeviceGroup
 from dls.firmware.imports import (
     ImportRefused,
@@ -149,13 +147,12 @@ async def import_firmware_image(call: Call) -> ImportOut:
         stored = await receive_image(
             runtime.store, checked, request.content.iter_chunked(UPLOAD_CHUNK), max_size=limit
         )
-        async with call.services.sessions() as session, session.begin():
-            await session.connection(execution_options=WRITER)
-            result = await record_image(session, checked, stored, call.user.id, call.now)
+        async with call.writing() as writing:
+            result = await record_image(writing.session, checked, stored, call.user.id, call.now)
             image = result.image
             if result.created:
                 record(
-                    dataclasses.replace(call, session=session),
+                    writing,
                     None,
                     "firmware.image.import",
                     "firmware_image",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -107,6 +108,15 @@ class Call:
     @property
     def remote(self) -> str | None:
         return self.request.remote
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[Call]:
+        """This call with a session of its own, in a short transaction that holds the
+        write lock (SQLite) until it commits: for a handler declared ``writes=False``
+        whose slow part (a password hash, a key pair, an upload) must not hold it."""
+        async with self.services.sessions() as session, session.begin():
+            await session.connection(execution_options=WRITER)
+            yield dataclasses.replace(self, session=session)
 
 
 Handler = Callable[[Call], Awaitable[Any]]

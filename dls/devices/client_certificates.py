@@ -23,7 +23,7 @@ from dls.devices.models import Device, DeviceStatus
 from dls.errors import DomainError
 from dls.pki import Pki, issue_device_certificate
 
-__all__ = ["IssuedCertificate", "fingerprint", "issue", "revoke"]
+__all__ = ["IssuedCertificate", "assign", "fingerprint", "make", "revoke"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,28 +40,40 @@ def fingerprint(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex()
 
 
-async def issue(device: Device, pki: Pki) -> tuple[IssuedCertificate, dict[str, Any]]:
+async def make(device: Device, pki: Pki) -> IssuedCertificate:
     """A new certificate for ``device`` (its MAC in CN and serialNumber, RSA-2048 as
-    ``issue_device_certificate`` makes them), replacing any earlier one."""
-    if device.status is DeviceStatus.RETIRED:
-        raise DomainError("status", "a retired device gets no certificate; register it again")
-    # An RSA key takes tens of milliseconds to generate: not on the event loop.
+    ``issue_device_certificate`` makes them); nothing recorded yet (``assign``)."""
+    _check_issuable(device)
+    # An RSA key takes tens of milliseconds to generate: not on the event loop, and not
+    # while a transaction holds the database's write lock.
     credentials = await asyncio.to_thread(issue_device_certificate, pki, device.mac)
     certificate = x509.load_pem_x509_certificate(credentials.certificate_pem)
-    issued = IssuedCertificate(
+    return IssuedCertificate(
         certificate_pem=credentials.certificate_pem.decode(),
         private_key_pem=credentials.key_pem.decode(),
         ca_pem=pki.device_ca_cert.read_text(),
         sha256=fingerprint(certificate),
         not_after=certificate.not_valid_after_utc,
     )
+
+
+def assign(device: Device, issued: IssuedCertificate) -> dict[str, Any]:
+    """``issued`` becomes the device's one accepted certificate, replacing any earlier
+    one; the changes, for the audit. The device is checked again: it may have been
+    retired while the key was made."""
+    _check_issuable(device)
     replaced = device.client_certificate_sha256
     device.client_certificate_sha256 = issued.sha256
     device.client_certificate_not_after = issued.not_after
-    return issued, {
+    return {
         "client_certificate": {"old": replaced, "new": issued.sha256},
         "not_after": issued.not_after.isoformat(),
     }
+
+
+def _check_issuable(device: Device) -> None:
+    if device.status is DeviceStatus.RETIRED:
+        raise DomainError("status", "a retired device gets no certificate; register it again")
 
 
 def revoke(device: Device) -> dict[str, Any]:

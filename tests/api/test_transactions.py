@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dls.api.routing import Api, Call
 from dls.db.engine import is_sqlite
+from dls.devices import client_certificates
 from dls.middleware import LISTENER, request_context
 from dls.services import SERVICES, Services
 from dls.tenancy.models import Tenant
@@ -147,3 +148,45 @@ async def test_failed_logins_are_refused_and_counted_at_once(client: Client, wor
         )
         statuses.append(response.status)
     assert statuses == [401] * 5 + [429]
+
+
+async def test_a_client_certificate_key_is_made_while_no_write_lock_is_held(
+    client: Client, world: World, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RSA-2048 takes tens of milliseconds, for which the device path's writers would
+    wait: the key pair is made before the issuing transaction takes the lock."""
+    if not is_sqlite(engine):
+        pytest.skip("PostgreSQL has no database-wide write lock")
+    assert await _register(client, world, "001565000004") == 201
+    real = client_certificates.issue_device_certificate
+    lock_was_free: list[bool] = []
+
+    def made_while_probing(pki: Any, mac: str) -> Any:
+        probe = sqlite3.connect(engine.url.database, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            lock_was_free.append(True)
+        except sqlite3.OperationalError:
+            lock_was_free.append(False)
+        finally:
+            probe.close()
+        return real(pki, mac)
+
+    monkeypatch.setattr(client_certificates, "issue_device_certificate", made_while_probing)
+    listed = await client.get(
+        f"/api/v1/tenants/{world.tid('opted_in')}/devices?q=001565000004",
+        headers=world.auth("opted_in_admin"),
+    )
+    (device,) = (await listed.json())["items"]
+    response = await client.post(
+        f"/api/v1/tenants/{world.tid('opted_in')}/devices/{device['id']}/client-certificate",
+        headers=world.auth("opted_in_admin"),
+    )
+    assert response.status == 201, await response.text()
+    assert lock_was_free == [True]
+    shown = await client.get(
+        f"/api/v1/tenants/{world.tid('opted_in')}/devices/{device['id']}",
+        headers=world.auth("opted_in_admin"),
+    )
+    assert (await shown.json())["client_certificate_sha256"] == (await response.json())["sha256"]
