@@ -22,6 +22,7 @@ from dls.devices.models import DeviceGroup
 from dls.firmware.imports import (
     ImportRefused,
     ImportRequest,
+    audit_changes,
     check_request,
     receive_image,
     record_image,
@@ -157,14 +158,7 @@ async def import_firmware_image(call: Call) -> ImportOut:
                     "firmware.image.import",
                     "firmware_image",
                     image.id,
-                    {
-                        "vendor": image.vendor,
-                        "version": image.version,
-                        "models": list(image.models),
-                        "sha256": image.sha256,
-                        "size": image.size,
-                        "checksum_source": image.checksum_source,
-                    },
+                    audit_changes(image),
                 )
     except ImportRefused as refused:
         status = {"too_large": 413, "conflict": 409}.get(refused.reason, 422)

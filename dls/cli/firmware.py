@@ -23,6 +23,7 @@ from dls.firmware.catalog import DEFAULT_CATALOG_DIR, CatalogError, load_catalog
 from dls.firmware.imports import (
     ImportRefused,
     ImportRequest,
+    audit_changes,
     check_request,
     file_chunks,
     receive_image,
@@ -91,14 +92,7 @@ def firmware_import(settings: Settings, args: argparse.Namespace) -> int:
                         action="firmware.image.import",
                         object_type="firmware_image",
                         object_id=image.id,
-                        changes={
-                            "vendor": image.vendor,
-                            "version": image.version,
-                            "models": list(image.models),
-                            "sha256": image.sha256,
-                            "size": image.size,
-                            "checksum_source": image.checksum_source,
-                        },
+                        changes=audit_changes(image),
                     )
                 print(
                     f"image {image.id} {image.vendor} {image.version} "

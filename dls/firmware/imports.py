@@ -44,6 +44,7 @@ __all__ = [
     "ImportRequest",
     "ImportResult",
     "ModelLookup",
+    "audit_changes",
     "check_request",
     "file_chunks",
     "import_image",
@@ -269,6 +270,18 @@ async def record_image(
             existing.models = [*existing.models, name]
     await session.flush()
     return ImportResult(existing, created)
+
+
+def audit_changes(image: FirmwareImage) -> dict[str, object]:
+    """What the audit keeps of an imported image, whichever way it came in."""
+    return {
+        "vendor": image.vendor,
+        "version": image.version,
+        "models": list(image.models),
+        "sha256": image.sha256,
+        "size": image.size,
+        "checksum_source": image.checksum_source,
+    }
 
 
 async def _verify_only(
