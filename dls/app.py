@@ -61,6 +61,7 @@ def _firmware_downloads(services: Services) -> FirmwareDownloads:
         runtime.downloads,
         mac_of,
         accel_redirect=services.settings.firmware_accel_redirect,
+        send_timeout=services.settings.send_timeout,
     )
 
 

@@ -115,6 +115,13 @@ class Settings(BaseSettings):
         description="Seconds a request body (WPI message, upload, admin JSON) may take to "
         "arrive; then 408 and the connection is closed. Firmware image imports are exempt.",
     )
+    send_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Seconds a firmware download may wait for the client to take the next "
+        "64 KiB of the image; then the connection is closed.",
+    )
     mdns_enabled: bool = Field(default=True, description="Advertise _dls._tcp.local. via mDNS.")
     mdns_interfaces: list[str] = Field(
         default_factory=list, description="Addresses to advertise on; empty means all."

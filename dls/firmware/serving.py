@@ -75,6 +75,7 @@ class FirmwareDownloads:
         mac_of: MacOf,
         *,
         accel_redirect: str = "",
+        send_timeout: float = 60.0,
     ) -> None:
         self._tokens = tokens
         self._store = store
@@ -82,6 +83,7 @@ class FirmwareDownloads:
         self._downloads = downloads
         self._mac_of = mac_of
         self._accel = accel_redirect
+        self._send_timeout = send_timeout
 
     def install(self, app: web.Application) -> None:
         app.router.add_get(FIRMWARE_PREFIX + "{token}/{name:.*}", self.get)  # HEAD too
@@ -105,7 +107,7 @@ class FirmwareDownloads:
             self._downloads.started(grant.device_id)
         if self._accel:
             return self._hand_over(image)
-        return FirmwareResponse(path, image)
+        return FirmwareResponse(path, image, self._send_timeout)
 
     def _hand_over(self, image: ImageRef) -> web.Response:
         """nginx serves the blob from its internal location, Range and HEAD included."""
@@ -132,10 +134,11 @@ class FirmwareResponse(web.StreamResponse):
     with the ETag they were given.
     """
 
-    def __init__(self, path: Path, image: ImageRef) -> None:
+    def __init__(self, path: Path, image: ImageRef, send_timeout: float = 60.0) -> None:
         super().__init__()
         self._path = path
         self._image = image
+        self._send_timeout = send_timeout
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if self.prepared:
@@ -182,7 +185,7 @@ class FirmwareResponse(web.StreamResponse):
         if request.method == hdrs.METH_HEAD or plan.count == 0:
             return writer
         assert writer is not None
-        await _stream(request, writer, handle, plan.start, plan.count)
+        await _stream(request, writer, handle, plan.start, plan.count, self._send_timeout)
         await self.write_eof()
         return writer
 
@@ -251,6 +254,7 @@ async def _stream(
     handle: IO[bytes],
     offset: int,
     count: int,
+    send_timeout: float,
 ) -> None:
     loop = asyncio.get_running_loop()
     transport = request.transport
@@ -268,7 +272,17 @@ async def _stream(
     fd = handle.fileno()
     with contextlib.suppress(OSError, AttributeError):  # a hint; not every system has it
         os.posix_fadvise(fd, offset, count, os.POSIX_FADV_SEQUENTIAL)
-    position, end = offset, offset + count
+    watchdog = _Watchdog(loop, transport, offset, send_timeout)
+    try:
+        await _chunks(writer, fd, offset, offset + count, watchdog)
+    finally:
+        watchdog.cancel()
+
+
+async def _chunks(
+    writer: AbstractStreamWriter, fd: int, position: int, end: int, watchdog: _Watchdog
+) -> None:
+    loop = asyncio.get_running_loop()
     cached = _NOWAIT is not None
     while position < end:
         size = min(CHUNK_SIZE, end - position)
@@ -281,6 +295,38 @@ async def _stream(
             raise ConnectionResetError("image shorter than its recorded size")
         position += len(chunk)
         await writer.write(chunk)  # waits for the transport to drain past its high mark
+        watchdog.position = position
+
+
+class _Watchdog:
+    """Ends a download whose client took nothing for ``send_timeout`` (checked that often,
+    so it ends between one and two of them after the last progress): a client that stops
+    reading would hold its connection for ever. One timer per period rather than
+    ``asyncio.timeout`` around each write, which cost 7 us per 64 KiB chunk."""
+
+    __slots__ = ("_checked", "_handle", "_loop", "_period", "_transport", "position")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        transport: asyncio.BaseTransport,
+        position: int,
+        period: float,
+    ) -> None:
+        self._loop, self._transport, self._period = loop, transport, period
+        self.position = self._checked = position  # bytes of the image sent so far
+        self._handle = loop.call_later(period, self._check)
+
+    def _check(self) -> None:
+        if self.position == self._checked:
+            log.info("firmware download ended: the client took nothing for %s s", self._period)
+            self._transport.abort()  # the waiting write fails with ConnectionResetError
+            return
+        self._checked = self.position
+        self._handle = self._loop.call_later(self._period, self._check)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 # Reading on the event loop costs half the CPU per byte of a worker-thread read (measured:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from dls import tls
 from dls.app import build_device_app
 from dls.db.types import utcnow
 from dls.firmware import serving
@@ -184,3 +188,54 @@ async def test_reads_off_the_page_cache_fall_back_to_a_thread(
         monkeypatch.setattr(serving, "_read_cached", lambda fd, size, position: (None, True))
     response = await device_client.get(url, headers={"Range": "bytes=1000-"})
     assert response.status == 206 and await response.read() == IMAGE[1000:]
+
+
+class TestAClientThatStopsReading:
+    @pytest.fixture
+    def firmware_settings(self) -> dict[str, Any]:
+        return {"send_timeout": 0.5}
+
+    async def test_loses_its_connection_after_send_timeout(
+        self, services: Services, fleet: Fleet
+    ) -> None:
+        """Over TLS (the device listener's only kind): a phone that stops taking a download
+        holds its connection send_timeout longer, not for ever."""
+        big = os.urandom(32 * 1024 * 1024)  # far more than the socket buffers hold
+        runtime = services.firmware
+        checked = check_request(
+            ImportRequest("yealink", "108.99.0.3", ("T46U",)),
+            runtime.catalog,
+            services.catalog.lookup,
+        )
+        async with services.sessions() as session, session.begin():
+            result = await import_image(
+                session,
+                runtime.store,
+                checked,
+                chunks(big),
+                max_size=10**9,
+                imported_by=None,
+                now=utcnow(),
+            )
+        image = result.image
+        device = await fleet.device(await fleet.tenant())
+        url = url_for(services, device.id, device.mac, image.id)
+        server = TestServer(build_device_app(services))
+        await server.start_server(ssl=tls.device_context(services.pki, client_certificates=False))
+        try:
+            client_context = ssl.create_default_context(cafile=str(services.pki.ca_cert))
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", server.port, ssl=client_context, server_hostname="localhost"
+            )
+            writer.write(f"GET {url} HTTP/1.1\r\nHost: dls\r\n\r\n".encode())
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 200 ")
+            await asyncio.sleep(3)  # takes nothing more, for six send_timeouts
+            received = 0
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                while chunk := await asyncio.wait_for(reader.read(1 << 20), 10):
+                    received += len(chunk)
+            writer.close()
+            assert received < len(big)  # the rest was never sent
+        finally:
+            await server.close()
