@@ -319,11 +319,13 @@ async def set_digest(call: Call) -> DigestOut:
     writes=False,  # the key pair is made before the write lock is taken (Call.writing)
 )
 async def issue_client_certificate(call: Call) -> ClientCertificateOut:
-    access = await require(call, call.params["tenant_id"], "device", "write")
-    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
+    tenant_id, device_id = call.params["tenant_id"], call.params["device_id"]
+    access = await require(call, tenant_id, "device", "write")
+    device = await owned(call, Device, device_id, access.tenant.tenant_id, "device")
     issued = await client_certificates.make(device, call.services.pki)
-    async with call.writing() as writing:
-        device = await owned(writing, Device, device.id, access.tenant.tenant_id, "device")
+    async with call.writing() as writing:  # decided again: the key took a while
+        access = await require(writing, tenant_id, "device", "write")
+        device = await owned(writing, Device, device_id, access.tenant.tenant_id, "device")
         changes = client_certificates.assign(device, issued)
         record(writing, access, "device.client_certificate.issue", "device", device.id, changes)
     return ClientCertificateOut.model_validate(issued, from_attributes=True)

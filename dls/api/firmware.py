@@ -149,6 +149,7 @@ async def import_firmware_image(call: Call) -> ImportOut:
             runtime.store, checked, request.content.iter_chunked(UPLOAD_CHUNK), max_size=limit
         )
         async with call.writing() as writing:
+            require_operator(writing)  # still, after an upload that took a while
             result = await record_image(writing.session, checked, stored, call.user.id, call.now)
             image = result.image
             if result.created:

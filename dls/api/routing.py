@@ -113,10 +113,18 @@ class Call:
     async def writing(self) -> AsyncIterator[Call]:
         """This call with a session of its own, in a short transaction that holds the
         write lock (SQLite) until it commits: for a handler declared ``writes=False``
-        whose slow part (a password hash, a key pair, an upload) must not hold it."""
+        whose slow part (a password hash, a key pair, an upload) must not hold it. The
+        caller is authenticated again from this transaction's rows, and the handler
+        decides its access again with the call it yields: what changed while the slow
+        part ran (a revoked token, a withdrawn opt-in) is seen before anything is
+        written."""
         async with self.services.sessions() as session, session.begin():
             await session.connection(execution_options=WRITER)
-            yield dataclasses.replace(self, session=session)
+            if self.user is None:  # a public endpoint (login)
+                yield dataclasses.replace(self, session=session)
+                return
+            user, tenant = await _authenticate(self.request, session, public=False)
+            yield dataclasses.replace(self, session=session, user=user, tenant=tenant)
 
 
 Handler = Callable[[Call], Awaitable[Any]]

@@ -17,6 +17,7 @@ from dls.api.tenants import escape_like
 from dls.auth.passwords import hash_password
 from dls.tenancy import service
 from dls.tenancy.models import Role, Tenant, User
+from dls.tenancy.policy import Access
 
 TAG = "users"
 
@@ -130,25 +131,39 @@ async def list_users(call: Call) -> dict[str, object]:
     body=UserCreate,
     response=UserOut,
     status=201,
+    writes=False,  # the password is hashed before the write lock is taken (Call.writing)
 )
 async def create_user(call: Call) -> UserOut:
+    body: UserCreate = call.body
+    await _may_create(call, body)
+    password_hash = await _hashed(body.password)
+    async with call.writing() as writing:
+        access = await _may_create(writing, body)
+        user = await service.create_user(
+            writing.session,
+            access.tenant,
+            username=body.username,
+            display_name=body.display_name,
+            email=body.email,
+            password_hash=password_hash,
+            role=body.role,
+            paid=body.paid,
+        )
+        record(writing, access, "user.create", "user", user.id, body.model_dump())
+    return _out(user, access.tenant)
+
+
+async def _may_create(call: Call, body: UserCreate) -> Access:
     tenant_id = call.params["tenant_id"]
     access = await require(call, tenant_id, "user", "write")
-    body: UserCreate = call.body
     if body.role in ADMIN_ROLES:
         await require(call, tenant_id, "user_role", "write")
-    user = await service.create_user(
-        call.session,
-        access.tenant,
-        username=body.username,
-        display_name=body.display_name,
-        email=body.email,
-        password=body.password,
-        role=body.role,
-        paid=body.paid,
-    )
-    record(call, access, "user.create", "user", user.id, body.model_dump())
-    return _out(user, access.tenant)
+    return access
+
+
+async def _hashed(password: str | None) -> str | None:
+    """Argon2id takes tens of milliseconds and releases the GIL: in a thread."""
+    return await asyncio.to_thread(hash_password, password) if password else None
 
 
 @api.route(
@@ -169,12 +184,29 @@ async def get_user(call: Call) -> UserOut:
     tag=TAG,
     body=UserUpdate,
     response=UserOut,
+    writes=False,  # a new password is hashed before the write lock is taken (Call.writing)
 )
 async def update_user(call: Call) -> UserOut:
+    body: UserUpdate = call.body
+    await _may_update(call, body)
+    password_hash = await _hashed(body.password)
+    async with call.writing() as writing:
+        access, user = await _may_update(writing, body)
+        values = body.model_dump(exclude_unset=True)
+        values.pop("password", None)
+        changes = service.update_fields(user, values)
+        if password_hash is not None:
+            user.password_hash = password_hash
+            changes["password"] = {"old": "***", "new": "***"}
+        if changes:
+            record(writing, access, "user.update", "user", user.id, changes)
+    return _out(user, access.tenant)
+
+
+async def _may_update(call: Call, body: UserUpdate) -> tuple[Access, User]:
     tenant_id = call.params["tenant_id"]
     access = await require(call, tenant_id, "user", "write")
     user = await owned(call, User, call.params["user_id"], access.tenant.tenant_id, "user")
-    body: UserUpdate = call.body
     values = body.model_dump(exclude_unset=True)
     if "self_setup_override" in values:
         await require(call, tenant_id, "self_setup", "write")
@@ -183,14 +215,7 @@ async def update_user(call: Call) -> UserOut:
         await require(call, tenant_id, "user_role", "write")
     if "paid" in values and not values["paid"] and user.role is Role.PARTNER_ADMIN:
         raise ApiError.invalid("paid", "a partner_admin must stay paid; change the role first")
-    password = values.pop("password", None)
-    changes = service.update_fields(user, values)
-    if password is not None:
-        user.password_hash = await asyncio.to_thread(hash_password, password)  # not on the loop
-        changes["password"] = {"old": "***", "new": "***"}
-    if changes:
-        record(call, access, "user.update", "user", user.id, changes)
-    return _out(user, access.tenant)
+    return access, user
 
 
 @api.route(

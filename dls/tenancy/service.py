@@ -170,15 +170,19 @@ async def create_user(
     username: str,
     display_name: str,
     email: str | None,
-    password: str | None,
+    password: str | None = None,
     role: Role,
     paid: bool,
+    password_hash: str | None = None,
 ) -> User:
+    """``password`` is hashed here (in a thread); a caller that must not hash inside its
+    transaction hashes first and gives ``password_hash``."""
     check_role_fits(role, tenant, paid)
     if await session.scalar(select(User.id).where(User.username == username)) is not None:
         raise DomainError("username", "already taken", conflict=True)
-    # Argon2id takes tens of milliseconds and releases the GIL: not on the event loop.
-    password_hash = await asyncio.to_thread(hash_password, password) if password else None
+    if password:
+        # Argon2id takes tens of milliseconds and releases the GIL: not on the event loop.
+        password_hash = await asyncio.to_thread(hash_password, password)
     user = User(
         tenant_id=tenant.tenant_id,
         username=username,

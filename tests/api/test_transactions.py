@@ -15,9 +15,13 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dls.api import users as users_api
 from dls.api.routing import Api, Call
+from dls.auth.models import AccessToken
 from dls.db.engine import is_sqlite
+from dls.db.types import utcnow
 from dls.devices import client_certificates
+from dls.devices.models import Device
 from dls.middleware import LISTENER, request_context
 from dls.services import SERVICES, Services
 from dls.tenancy.models import Tenant
@@ -190,3 +194,81 @@ async def test_a_client_certificate_key_is_made_while_no_write_lock_is_held(
         headers=world.auth("opted_in_admin"),
     )
     assert (await shown.json())["client_certificate_sha256"] == (await response.json())["sha256"]
+
+
+async def test_what_changed_during_the_slow_part_is_seen_before_writing(
+    client: Client, world: World, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller's token is revoked while its client certificate's key is being made:
+    the write that follows authenticates again, answers 401 and records nothing."""
+    assert await _register(client, world, "001565000005") == 201
+    listed = await client.get(
+        f"/api/v1/tenants/{world.tid('opted_in')}/devices?q=001565000005",
+        headers=world.auth("opted_in_admin"),
+    )
+    (device,) = (await listed.json())["items"]
+    loop = asyncio.get_running_loop()
+    real = client_certificates.issue_device_certificate
+
+    async def revoke() -> None:
+        async with services.sessions() as session, session.begin():
+            await session.execute(
+                update(AccessToken)
+                .where(AccessToken.user_id == world.users["opted_in_admin"].id)
+                .values(revoked_at=utcnow())
+            )
+
+    def made_while_revoked(pki: Any, mac: str) -> Any:
+        asyncio.run_coroutine_threadsafe(revoke(), loop).result(GUARD_S)
+        return real(pki, mac)
+
+    monkeypatch.setattr(client_certificates, "issue_device_certificate", made_while_revoked)
+    response = await client.post(
+        f"/api/v1/tenants/{world.tid('opted_in')}/devices/{device['id']}/client-certificate",
+        headers=world.auth("opted_in_admin"),
+    )
+    assert response.status == 401
+    async with services.sessions() as session:
+        stored = await session.get(Device, device["id"])
+        assert stored is not None and stored.client_certificate_sha256 is None
+
+
+async def test_a_users_password_is_hashed_while_no_write_lock_is_held(
+    client: Client, world: World, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not is_sqlite(engine):
+        pytest.skip("PostgreSQL has no database-wide write lock")
+    lock_was_free: list[bool] = []
+    real = users_api.hash_password
+
+    def hashed_while_probing(password: str) -> str:
+        probe = sqlite3.connect(engine.url.database, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            lock_was_free.append(True)
+        except sqlite3.OperationalError:
+            lock_was_free.append(False)
+        finally:
+            probe.close()
+        return real(password)
+
+    monkeypatch.setattr(users_api, "hash_password", hashed_while_probing)
+    tenant = world.tid("opted_in")
+    created = await client.post(
+        f"/api/v1/tenants/{tenant}/users",
+        json={"username": "hashed", "role": "user", "password": "correct horse battery"},
+        headers=world.auth("opted_in_admin"),
+    )
+    assert created.status == 201, await created.text()
+    changed = await client.patch(
+        f"/api/v1/tenants/{tenant}/users/{(await created.json())['id']}",
+        json={"password": "another staple battery"},
+        headers=world.auth("opted_in_admin"),
+    )
+    assert changed.status == 200, await changed.text()
+    assert lock_was_free == [True, True]
+    login = await client.post(
+        "/api/v1/auth/login", json={"username": "hashed", "password": "another staple battery"}
+    )
+    assert login.status == 200
