@@ -43,6 +43,28 @@ async def _register(client: Client, world: World, mac: str) -> int:
     return response.status
 
 
+async def _device(client: Client, world: World, mac: str) -> Any:
+    listed = await client.get(
+        f"/api/v1/tenants/{world.tid('opted_in')}/devices?q={mac}",
+        headers=world.auth("opted_in_admin"),
+    )
+    (device,) = (await listed.json())["items"]
+    return device
+
+
+def _write_lock_free(engine: AsyncEngine) -> bool:
+    """Whether another connection could take SQLite's write lock right now."""
+    probe = sqlite3.connect(engine.url.database, timeout=0, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        probe.close()
+
+
 async def test_a_slow_upload_does_not_hold_other_writers_back(client: Client, world: World) -> None:
     body = json.dumps({"csv": "mac,model\n001565000001,T46U\n"}).encode()
     path = f"/api/v1/tenants/{world.tid('opted_in')}/devices/import"
@@ -166,23 +188,11 @@ async def test_a_client_certificate_key_is_made_while_no_write_lock_is_held(
     lock_was_free: list[bool] = []
 
     def made_while_probing(pki: Any, mac: str) -> Any:
-        probe = sqlite3.connect(engine.url.database, timeout=0, isolation_level=None)
-        try:
-            probe.execute("BEGIN IMMEDIATE")
-            probe.execute("ROLLBACK")
-            lock_was_free.append(True)
-        except sqlite3.OperationalError:
-            lock_was_free.append(False)
-        finally:
-            probe.close()
+        lock_was_free.append(_write_lock_free(engine))
         return real(pki, mac)
 
     monkeypatch.setattr(client_certificates, "issue_device_certificate", made_while_probing)
-    listed = await client.get(
-        f"/api/v1/tenants/{world.tid('opted_in')}/devices?q=001565000004",
-        headers=world.auth("opted_in_admin"),
-    )
-    (device,) = (await listed.json())["items"]
+    device = await _device(client, world, "001565000004")
     response = await client.post(
         f"/api/v1/tenants/{world.tid('opted_in')}/devices/{device['id']}/client-certificate",
         headers=world.auth("opted_in_admin"),
@@ -202,11 +212,7 @@ async def test_what_changed_during_the_slow_part_is_seen_before_writing(
     """The caller's token is revoked while its client certificate's key is being made:
     the write that follows authenticates again, answers 401 and records nothing."""
     assert await _register(client, world, "001565000005") == 201
-    listed = await client.get(
-        f"/api/v1/tenants/{world.tid('opted_in')}/devices?q=001565000005",
-        headers=world.auth("opted_in_admin"),
-    )
-    (device,) = (await listed.json())["items"]
+    device = await _device(client, world, "001565000005")
     loop = asyncio.get_running_loop()
     real = client_certificates.issue_device_certificate
 
@@ -242,15 +248,7 @@ async def test_a_users_password_is_hashed_while_no_write_lock_is_held(
     real = users_api.hash_password
 
     def hashed_while_probing(password: str) -> str:
-        probe = sqlite3.connect(engine.url.database, timeout=0, isolation_level=None)
-        try:
-            probe.execute("BEGIN IMMEDIATE")
-            probe.execute("ROLLBACK")
-            lock_was_free.append(True)
-        except sqlite3.OperationalError:
-            lock_was_free.append(False)
-        finally:
-            probe.close()
+        lock_was_free.append(_write_lock_free(engine))
         return real(password)
 
     monkeypatch.setattr(users_api, "hash_password", hashed_while_probing)
