@@ -301,6 +301,8 @@ async def _receive(request: web.Request, endpoint: Endpoint) -> bytes | ApiError
         return ApiError(413, "too_large", "request body too large")
     except TimeoutError:
         return ApiError(408, "timeout", "request body not received in time", close=True)
+    except ConnectionError:  # the client hung up: not the database's doing
+        return ApiError(400, "incomplete_body", "the request body ended early", close=True)
 
 
 def _parse_body(

@@ -112,3 +112,35 @@ async def test_a_busy_keep_alive_connection_outlives_the_idle_timeout(
         assert head.startswith(b"HTTP/1.1 200 ")
         await asyncio.sleep(IDLE_S / 4)
     writer.close()
+
+
+async def test_a_client_that_hangs_up_mid_body_is_no_database_failure(
+    strict: ServerProcess,
+) -> None:
+    """Phones drop connections; such a hang-up once logged 'database unavailable' and
+    counted as a 503."""
+    async with aiohttp.ClientSession() as session:
+        admin = await AdminClient.operator(strict, session)
+    cut = [
+        (
+            "admin",
+            b"POST /api/v1/tenants HTTP/1.1\r\nHost: dls\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {admin.token}\r\n".encode()
+            + b"Content-Length: 100\r\n\r\n{",
+        ),
+        (
+            "device",
+            b"POST /DeploymentService/LoginService HTTP/1.1\r\nHost: dls\r\n"
+            b"Content-Type: text/xml\r\nContent-Length: 100\r\n\r\n<Work",
+        ),
+    ]
+    for listener, request in cut:
+        _, writer = await _open(strict, listener)
+        writer.write(request)
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+    await asyncio.sleep(1.0)
+    output = strict.output()
+    assert "database unavailable" not in output and "Traceback" not in output, output[-2000:]
+    assert output.count(" 400 listener=") >= 2  # the access lines of the two hang-ups

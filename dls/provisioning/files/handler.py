@@ -27,7 +27,7 @@ from dls.devices.layers import decode_layer, purpose
 from dls.devices.models import Scope, SettingsDocument
 from dls.devices.settings import DeviceSettings, FirmwareTarget
 from dls.firmware.runtime import FirmwareRuntime, Offer
-from dls.middleware import body_too_slow
+from dls.middleware import body_cut_short, body_too_slow
 from dls.provisioning.files.detect import Detection, Detector, Rejection
 from dls.provisioning.files.profiles import (
     FileRole,
@@ -293,6 +293,8 @@ class FileProvisioner:
                         return web.Response(status=413, body=b"upload too large\n")
         except TimeoutError:
             return body_too_slow()
+        except ConnectionError:  # the device hung up: not the database's doing
+            return body_cut_short()
         name = Path(path).name
         target = self._uploads / detection.mac / name
         await asyncio.to_thread(_write, target, bytes(body))

@@ -23,7 +23,7 @@ from dls.db.writes import WriteConflict
 from dls.devices.models import Device
 from dls.devices.unify import ACTIVE_JOB_STATES, DeviceJob
 from dls.metrics import WPI_INTERACTIONS, WPI_OPEN_INTERACTIONS, WPI_REFUSED, WPI_RETRY_AFTER
-from dls.middleware import body_too_slow
+from dls.middleware import body_cut_short, body_too_slow
 from dls.provisioning.wpi.dispatch import BACKGROUND, Background
 from dls.provisioning.wpi.exchange import exchange
 from dls.provisioning.wpi.identity import plain_mac
@@ -88,6 +88,8 @@ async def login_service(request: web.Request) -> web.Response:
         return _plain(413, "body too large")
     except TimeoutError:
         return body_too_slow()
+    except ConnectionError:  # the phone hung up: not the database's doing
+        return body_cut_short()
     token = request.cookies.get(COOKIE)
     if token is not None and not _TOKEN.fullmatch(token):
         token = None
