@@ -113,7 +113,8 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
         description="Seconds a request body (WPI message, upload, admin JSON) may take to "
-        "arrive; then 408 and the connection is closed. Firmware image imports are exempt.",
+        "arrive; then 408 and the connection is closed. A firmware image import may take "
+        "longer as a whole, but not for one of its 1 MiB pieces.",
     )
     send_timeout: float = Field(
         default=60.0,

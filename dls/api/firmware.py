@@ -8,7 +8,9 @@ own ``firmware.version`` setting. Rollouts are in ``dls.api.firmware_rollouts``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -145,9 +147,15 @@ async def import_firmware_image(call: Call) -> ImportOut:
             runtime.catalog,
             call.services.catalog.lookup,
         )
-        stored = await receive_image(
-            runtime.store, checked, request.content.iter_chunked(UPLOAD_CHUNK), max_size=limit
+        arriving = _each_within(
+            request.content.iter_chunked(UPLOAD_CHUNK), call.services.settings.body_timeout
         )
+        try:
+            stored = await receive_image(runtime.store, checked, arriving, max_size=limit)
+        except TimeoutError:  # nothing came for body_timeout: the upload is stalled
+            raise ApiError(408, "timeout", "the image stopped arriving", close=True) from None
+        except ConnectionError:  # the uploader hung up: not the database's doing
+            raise ApiError(400, "incomplete_body", "the image ended early", close=True) from None
         async with call.writing() as writing:
             require_operator(writing)  # still, after an upload that took a while
             result = await record_image(writing.session, checked, stored, call.user.id, call.now)
@@ -167,6 +175,17 @@ async def import_firmware_image(call: Call) -> ImportOut:
         raise ApiError(status, refused.reason, str(refused), details=details) from None
     out = ImageOut.model_validate(image).model_dump()
     return ImportOut.model_validate({**out, "created": result.created})
+
+
+async def _each_within(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    """``chunks``, each of which must arrive within ``seconds``: an image may take
+    minutes as a whole, but an upload that stalls ends (TimeoutError)."""
+    while True:
+        async with asyncio.timeout(seconds):
+            chunk = await anext(chunks, None)
+        if chunk is None:
+            return
+        yield chunk
 
 
 async def _images(call: Call, query: ImageQuery) -> dict[str, object]:

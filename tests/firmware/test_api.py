@@ -194,3 +194,30 @@ async def test_the_ledger_hands_reported_versions_to_its_observers(services: Ser
     ledger.fetched(fetch)
     await ledger.flush()
     assert seen == [[fetch]]
+
+
+class TestAStalledUpload:
+    @pytest.fixture
+    def firmware_settings(self) -> dict[str, Any]:
+        return {"firmware_max_image_size": 4096, "body_timeout": 0.5}
+
+    async def test_ends_with_a_408_and_leaves_nothing_stored(
+        self, services: Services, operator: str
+    ) -> None:
+        """An image may take minutes, but one that stops arriving ends body_timeout after
+        its last piece, and its partial file is removed."""
+        query = "vendor=yealink&version=108.99.0.4&models=T46U"
+        async with TestClient(TestServer(build_admin_app(services))) as client:
+            reader, writer = await asyncio.open_connection(client.host, client.port)
+            writer.write(
+                f"POST {API_PREFIX}/firmware/images?{query} HTTP/1.1\r\nHost: dls\r\n"
+                f"Authorization: Bearer {operator}\r\nContent-Type: application/octet-stream\r\n"
+                "Content-Length: 1000\r\n\r\n".encode()
+                + b"v" * 100
+            )
+            await writer.drain()
+            status_line = await asyncio.wait_for(reader.readline(), 5)
+            writer.close()
+        assert b" 408 " in status_line, status_line
+        leftovers = [p for p in services.firmware.store.root.rglob("*") if p.is_file()]
+        assert leftovers == []
