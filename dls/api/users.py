@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Annotated, Literal
 
@@ -14,7 +13,7 @@ from dls.api.common import api
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
 from dls.api.routing import ApiError, Call, RequestModel
 from dls.api.tenants import escape_like
-from dls.auth.passwords import hash_password
+from dls.auth.passwords import hash_in_thread
 from dls.tenancy import service
 from dls.tenancy.models import Role, Tenant, User
 from dls.tenancy.policy import Access
@@ -162,8 +161,7 @@ async def _may_create(call: Call, body: UserCreate) -> Access:
 
 
 async def _hashed(password: str | None) -> str | None:
-    """Argon2id takes tens of milliseconds and releases the GIL: in a thread."""
-    return await asyncio.to_thread(hash_password, password) if password else None
+    return await hash_in_thread(password) if password else None
 
 
 @api.route(

@@ -7,12 +7,13 @@ stored in each hash, so raising them later needs no migration.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-__all__ = ["generate_password", "hash_password", "verify_password"]
+__all__ = ["generate_password", "hash_in_thread", "hash_password", "verify_password"]
 
 MEMORY_KIB = 19456
 PASSES = 2
@@ -32,6 +33,12 @@ def hash_password(password: str) -> str:
         memory_cost=MEMORY_KIB,
     )
     return kdf.derive_phc_encoded(password.encode())
+
+
+async def hash_in_thread(password: str) -> str:
+    """``hash_password`` off the event loop: Argon2id takes tens of milliseconds and
+    releases the GIL, so the loop serves other requests meanwhile."""
+    return await asyncio.to_thread(hash_password, password)
 
 
 def verify_password(password: str, encoded: str | None) -> bool:

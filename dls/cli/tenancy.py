@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dls import audit
-from dls.auth.passwords import generate_password
+from dls.auth.passwords import generate_password, hash_in_thread
 from dls.config import Settings
 from dls.db.engine import WRITER, create_engine, session_factory
 from dls.errors import DomainError
@@ -174,7 +174,7 @@ async def user_create_command(session: AsyncSession, args: argparse.Namespace) -
         username=args.username,
         display_name=args.display_name,
         email=None,
-        password=password,
+        password_hash=await hash_in_thread(password),
         role=Role(args.role),
         paid=args.paid,
     )

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dls import audit
-from dls.auth.passwords import generate_password
+from dls.auth.passwords import generate_password, hash_in_thread
 from dls.tenancy.models import Role, Tenant, TenantKind
 from dls.tenancy.service import create_tenant, create_user
 
@@ -40,7 +40,7 @@ async def ensure_operator(session: AsyncSession) -> FirstOperator | None:
         username=OPERATOR_USERNAME,
         display_name="First operator",
         email=None,
-        password=password,
+        password_hash=await hash_in_thread(password),
         role=Role.OPERATOR,
         paid=True,
     )

@@ -7,7 +7,6 @@ decided before, by the policy.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +14,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dls.auth.passwords import hash_password
 from dls.errors import DomainError
 from dls.tenancy.ids import new_tenant_id
 from dls.tenancy.models import Dpa, PartnerAccessChange, Role, Tenant, TenantKind, User
@@ -170,19 +168,15 @@ async def create_user(
     username: str,
     display_name: str,
     email: str | None,
-    password: str | None = None,
+    password_hash: str | None,
     role: Role,
     paid: bool,
-    password_hash: str | None = None,
 ) -> User:
-    """``password`` is hashed here (in a thread); a caller that must not hash inside its
-    transaction hashes first and gives ``password_hash``."""
+    """``password_hash`` from ``dls.auth.passwords`` (hashed before the transaction where
+    it can be: it takes tens of milliseconds); None for a user who cannot log in."""
     check_role_fits(role, tenant, paid)
     if await session.scalar(select(User.id).where(User.username == username)) is not None:
         raise DomainError("username", "already taken", conflict=True)
-    if password:
-        # Argon2id takes tens of milliseconds and releases the GIL: not on the event loop.
-        password_hash = await asyncio.to_thread(hash_password, password)
     user = User(
         tenant_id=tenant.tenant_id,
         username=username,

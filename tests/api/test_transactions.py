@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dls.api import users as users_api
 from dls.api.routing import Api, Call
+from dls.auth import passwords
 from dls.auth.models import AccessToken
 from dls.db.engine import is_sqlite
 from dls.db.types import utcnow
@@ -245,13 +245,13 @@ async def test_a_users_password_is_hashed_while_no_write_lock_is_held(
     if not is_sqlite(engine):
         pytest.skip("PostgreSQL has no database-wide write lock")
     lock_was_free: list[bool] = []
-    real = users_api.hash_password
+    real = passwords.hash_password
 
     def hashed_while_probing(password: str) -> str:
         lock_was_free.append(_write_lock_free(engine))
         return real(password)
 
-    monkeypatch.setattr(users_api, "hash_password", hashed_while_probing)
+    monkeypatch.setattr(passwords, "hash_password", hashed_while_probing)
     tenant = world.tid("opted_in")
     created = await client.post(
         f"/api/v1/tenants/{tenant}/users",

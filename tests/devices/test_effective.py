@@ -54,7 +54,7 @@ async def test_one_query_context_and_provenance(
             username="ann",
             display_name="Ann",
             email=None,
-            password=None,
+            password_hash=None,
             role=Role.USER,
             paid=False,
         )
