@@ -17,7 +17,7 @@ from dls.db.unavailable import database_unavailable
 from dls.logs import REQUEST_ID
 from dls.metrics import REQUEST_SECONDS, REQUESTS
 
-__all__ = ["LISTENER", "body_cut_short", "body_too_slow", "loggable_path", "request_context"]
+__all__ = ["LISTENER", "loggable_path", "request_context"]
 
 log = logging.getLogger("dls.http")
 
@@ -73,24 +73,6 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         _counter(listener, _method(request.method), status).inc()
         _timer(listener).observe(time.perf_counter() - started)
     response.headers[REQUEST_ID_HEADER] = request_id
-    return response
-
-
-def body_too_slow(text: str = "request body not received in time\n") -> web.Response:
-    """408 for a request whose body did not arrive within ``body_timeout``: a slow or
-    stalled sender holds its connection no longer. The connection is closed, since the
-    rest of the body may still be on its way."""
-    response = web.Response(status=408, text=text)
-    response.force_close()
-    return response
-
-
-def body_cut_short() -> web.Response:
-    """400 for a request whose client closed the connection before its body was whole.
-    Nobody reads it; it keeps the client's hang-up from passing for a database failure
-    (a ConnectionResetError, as the database's dropped connections are)."""
-    response = web.Response(status=400, text="request body ended early\n")
-    response.force_close()
     return response
 
 

@@ -11,7 +11,6 @@ routes.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
@@ -29,6 +28,7 @@ from dls.db.engine import WRITER, read_only
 from dls.db.types import utcnow
 from dls.errors import DomainError
 from dls.logs import REQUEST_ID
+from dls.request_body import BodyRefused, read_body
 from dls.services import SERVICES, Services
 from dls.tenancy.models import Tenant, User
 
@@ -295,14 +295,9 @@ async def _receive(request: web.Request, endpoint: Endpoint) -> bytes | ApiError
     if not endpoint.public and "Authorization" not in request.headers:
         return None
     try:
-        async with asyncio.timeout(request.app[SERVICES].settings.body_timeout):
-            return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return ApiError(413, "too_large", "request body too large")
-    except TimeoutError:
-        return ApiError(408, "timeout", "request body not received in time", close=True)
-    except ConnectionError:  # the client hung up: not the database's doing
-        return ApiError(400, "incomplete_body", "the request body ended early", close=True)
+        return await read_body(request, request.app[SERVICES].settings.body_timeout)
+    except BodyRefused as refused:
+        return ApiError(refused.status, refused.code, refused.message, close=True)
 
 
 def _parse_body(

@@ -27,7 +27,6 @@ from dls.devices.layers import decode_layer, purpose
 from dls.devices.models import Scope, SettingsDocument
 from dls.devices.settings import DeviceSettings, FirmwareTarget
 from dls.firmware.runtime import FirmwareRuntime, Offer
-from dls.middleware import body_cut_short, body_too_slow
 from dls.provisioning.files.detect import Detection, Detector, Rejection
 from dls.provisioning.files.profiles import (
     FileRole,
@@ -43,6 +42,7 @@ from dls.provisioning.files.render import RenderError, RenderRequest, render
 from dls.provisioning.files.render_cache import RenderCache, Rendered
 from dls.provisioning.files.trust import DeviceTrust, not_found
 from dls.provisioning.ledger import Fetch, Ledger
+from dls.request_body import BodyRefused, read_body
 from dls.secretbox import SecretBox, SecretError
 from dls.services import Services
 
@@ -284,20 +284,15 @@ class FileProvisioner:
         refusal = self._trust.check(request, detection, facts)
         if refusal is not None:
             return refusal
-        body = bytearray()
         try:
-            async with asyncio.timeout(self._services.settings.body_timeout):
-                async for chunk in request.content.iter_chunked(65536):
-                    body += chunk
-                    if len(body) > UPLOAD_LIMIT:
-                        return web.Response(status=413, body=b"upload too large\n")
-        except TimeoutError:
-            return body_too_slow()
-        except ConnectionError:  # the device hung up: not the database's doing
-            return body_cut_short()
+            body = await read_body(request, self._services.settings.body_timeout)
+        except BodyRefused as refused:
+            return refused.response()
+        if len(body) > UPLOAD_LIMIT:
+            return web.Response(status=413, body=b"upload too large\n")
         name = Path(path).name
         target = self._uploads / detection.mac / name
-        await asyncio.to_thread(_write, target, bytes(body))
+        await asyncio.to_thread(_write, target, body)
         return web.Response(status=204)
 
 

@@ -10,7 +10,6 @@ bodies [DG p.12/14].
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 
@@ -23,7 +22,6 @@ from dls.db.writes import WriteConflict
 from dls.devices.models import Device
 from dls.devices.unify import ACTIVE_JOB_STATES, DeviceJob
 from dls.metrics import WPI_INTERACTIONS, WPI_OPEN_INTERACTIONS, WPI_REFUSED, WPI_RETRY_AFTER
-from dls.middleware import body_cut_short, body_too_slow
 from dls.provisioning.wpi.dispatch import BACKGROUND, Background
 from dls.provisioning.wpi.exchange import exchange
 from dls.provisioning.wpi.identity import plain_mac
@@ -31,6 +29,7 @@ from dls.provisioning.wpi.limits import RETRY_AFTER_MIN
 from dls.provisioning.wpi.messages import parse_request
 from dls.provisioning.wpi.runtime import WPI, WpiRuntime, build_runtime
 from dls.provisioning.wpi.xml import MAX_BODY_BYTES, WpiFormatError
+from dls.request_body import BodyRefused, read_body
 from dls.services import Services
 
 __all__ = [
@@ -82,14 +81,9 @@ async def login_service(request: web.Request) -> web.Response:
     # that never finishes) holds its connection, not one of the places that bound the
     # work under way, which a few hundred of them held from every phone.
     try:
-        async with asyncio.timeout(runtime.services.settings.body_timeout):
-            body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _plain(413, "body too large")
-    except TimeoutError:
-        return body_too_slow()
-    except ConnectionError:  # the phone hung up: not the database's doing
-        return body_cut_short()
+        body = await read_body(request, runtime.services.settings.body_timeout)
+    except BodyRefused as refused:
+        return refused.response()
     token = request.cookies.get(COOKIE)
     if token is not None and not _TOKEN.fullmatch(token):
         token = None
