@@ -16,14 +16,14 @@ import sqlite3
 import asyncpg
 from sqlalchemy import exc
 
-__all__ = ["DATABASE_UNAVAILABLE", "DatabaseTimeout", "database_unavailable"]
+__all__ = ["DatabaseTimeout", "database_unavailable"]
 
 
 class DatabaseTimeout(TimeoutError):
     """A statement waited longer than dls lets it (a lock, an overloaded server)."""
 
 
-DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
     exc.OperationalError,  # lost connection; SQLite busy or locked past its timeout
     exc.InterfaceError,
     exc.TimeoutError,  # no pooled connection within the pool's timeout
@@ -42,7 +42,7 @@ def database_unavailable(error: BaseException) -> bool:
     """Whether ``error`` is one of the above, and not a bug SQLite reports the same way:
     every SQLite error is an OperationalError, a write in a read-only transaction
     (``dls.db.engine.read_only``) included."""
-    if not isinstance(error, DATABASE_UNAVAILABLE):
+    if not isinstance(error, _UNAVAILABLE):
         return False
     orig = getattr(error, "orig", None)
     return getattr(orig, "sqlite_errorcode", None) != sqlite3.SQLITE_READONLY

@@ -75,7 +75,7 @@ class FirmwareDownloads:
         mac_of: MacOf,
         *,
         accel_redirect: str = "",
-        send_timeout: float = 60.0,
+        send_timeout: float,
     ) -> None:
         self._tokens = tokens
         self._store = store
@@ -134,7 +134,7 @@ class FirmwareResponse(web.StreamResponse):
     with the ETag they were given.
     """
 
-    def __init__(self, path: Path, image: ImageRef, send_timeout: float = 60.0) -> None:
+    def __init__(self, path: Path, image: ImageRef, send_timeout: float) -> None:
         super().__init__()
         self._path = path
         self._image = image
