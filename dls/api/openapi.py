@@ -38,7 +38,7 @@ ERROR_SCHEMA = {
 }
 
 _ERRORS = {
-    "400": "Malformed JSON or parameter",
+    "400": "Malformed JSON or parameter, or a body the client cut short",
     "401": "No valid bearer token",
     "403": "Not permitted for the caller's role in this tenant",
     "404": "Not found, or not visible to the caller (existence is not revealed)",
