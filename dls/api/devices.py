@@ -112,7 +112,12 @@ class ClientCertificateOut(BaseModel):
 
 class ImportRequest(RequestModel):
     csv: Annotated[str, StringConstraints(max_length=1_000_000)] = Field(
-        description="Rows of mac,model,user,line; a header row is optional."
+        description=(
+            "Rows of mac, model, user, line, separated by commas, semicolons or tabs (as "
+            "spreadsheets save them; a byte-order mark is ignored). A header row is "
+            "optional and may name the columns in any order; mac and model are required, "
+            "user and line may be empty."
+        )
     )
 
 

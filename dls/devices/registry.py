@@ -42,6 +42,8 @@ __all__ = [
 _MAC_SEPARATORS = re.compile(r"[:\-.\s]")
 _MAC = re.compile(r"^[0-9a-f]{12}$")
 MAX_IMPORT_ROWS = 5000
+IMPORT_COLUMNS = ("mac", "model", "user", "line")  # their order without a header
+_SNIFF_CHARS = 4096  # of the text, for its separator
 DIGEST_PASSWORD_BYTES = 18  # 24 URL-safe characters
 
 # (vendor, model) -> (vendor, canonical model name, line count), or None if not validated.
@@ -213,27 +215,69 @@ class ImportRow:
 
 
 def parse_csv(text: str) -> list[ImportRow]:
-    """Rows of ``mac,model,user,line`` (header optional); malformed rows carry an error."""
-    reader = csv.reader(io.StringIO(text))
+    """Rows of mac, model, user, line, as spreadsheets save them: separated by commas,
+    semicolons (Excel writes the locale's list separator, a semicolon in much of Europe)
+    or tabs, with or without the byte-order mark of Excel's "CSV UTF-8", and with an
+    optional header row, which may name the columns in any order. Malformed rows carry
+    an error; a header naming an unknown column refuses the whole import."""
+    text = text.removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text), _dialect(text))
+    columns = dict(zip(IMPORT_COLUMNS, range(len(IMPORT_COLUMNS)), strict=True))
     rows: list[ImportRow] = []
+    first = True
     for number, fields in enumerate(reader, start=1):
         if not fields or all(not f.strip() for f in fields):
             continue
-        if number == 1 and fields[0].strip().lower() == "mac":
+        if first and "mac" in (f.strip().lower() for f in fields):
+            columns = _header(fields)
+            first = False
             continue
+        first = False
         if len(rows) >= MAX_IMPORT_ROWS:
             raise DomainError("csv", f"at most {MAX_IMPORT_ROWS} rows per import")
-        padded = [f.strip() for f in fields] + ["", "", "", ""]
-        mac, model, user, line = padded[:4]
+        cells = [f.strip() for f in fields]
+        value = {name: cells[i] if i < len(cells) else "" for name, i in columns.items()}
+        line = value.get("line", "")
         error = None
-        if len(fields) > 4:
-            error = "expected mac,model,user,line"
-        elif not line.isdigit() and line:
+        if len(fields) > max(columns.values()) + 1:
+            error = f"expected {','.join(columns)}"
+        elif line and not line.isdigit():
             error = "line must be a number"
         rows.append(
-            ImportRow(number, mac, model, user, int(line) if line.isdigit() else None, error)
+            ImportRow(
+                number,
+                value["mac"],
+                value["model"],
+                value.get("user", ""),
+                int(line) if line.isdigit() else None,
+                error,
+            )
         )
     return rows
+
+
+def _dialect(text: str) -> type[csv.Dialect]:
+    """The separator the text uses, as the csv module's sniffer reads it from the first
+    lines; a comma when it cannot tell (a single column)."""
+    try:
+        return csv.Sniffer().sniff(text[:_SNIFF_CHARS], delimiters=",;\t")
+    except csv.Error:
+        return csv.excel
+
+
+def _header(fields: list[str]) -> dict[str, int]:
+    """Column name -> position, from a header row."""
+    names = [f.strip().lower() for f in fields]
+    unknown = [name for name in names if name and name not in IMPORT_COLUMNS]
+    if unknown:
+        raise DomainError(
+            "csv", f"unknown column {unknown[0]!r}; the columns are {', '.join(IMPORT_COLUMNS)}"
+        )
+    if "model" not in names:
+        raise DomainError("csv", "the header names no model column")
+    if len(set(filter(None, names))) != len(list(filter(None, names))):
+        raise DomainError("csv", "the header names a column twice")
+    return {name: position for position, name in enumerate(names) if name}
 
 
 @dataclass(frozen=True, slots=True)

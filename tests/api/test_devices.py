@@ -178,6 +178,28 @@ async def test_csv_import_reports_each_row(client: Client, world: World) -> None
     assert [d["mac"] for d in listed["items"]] == ["001565000001"]
 
 
+async def test_csv_import_reads_a_spreadsheets_file(client: Client, world: World) -> None:
+    """As Excel saves "CSV UTF-8" in a German locale: a byte-order mark, semicolons,
+    CRLF, the header in its own order."""
+    tenant = world.tid("opted_in")
+    csv = "\ufeffModel;MAC;User;Line\r\nT46U;00:15:65:00:10:01;opted_in_user;2\r\n"
+    status, report = await _post(
+        client, f"/tenants/{tenant}/devices/import", "opted_in_admin", world, {"csv": csv}
+    )
+    assert status == 200, report
+    assert [(r["row"], r["mac"], r["outcome"]) for r in report] == [(2, "001565001001", "created")]
+    status, refused = await _post(
+        client,
+        f"/tenants/{tenant}/devices/import",
+        "opted_in_admin",
+        world,
+        {"csv": "mac;modell\n001565001002;T46U\n"},
+    )
+    assert status == 422, refused
+    assert refused["details"][0]["field"] == "csv"
+    assert "unknown column 'modell'" in refused["message"]
+
+
 async def test_settings_levels_and_effective_config(client: Client, world: World) -> None:
     tenant = world.tid("opted_in")
     user = world.users["opted_in_user"]
