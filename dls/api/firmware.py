@@ -124,9 +124,10 @@ def _validated_model(call: Call, vendor: str, model: str) -> str:
     query=ImportQuery,
     response=ImportOut,
     status=201,
-    # The image may take minutes to arrive: the request's own transaction only reads, and
-    # the write lock is taken once all of it is in, for the record alone.
+    # The image may take minutes to arrive: the request's transaction ends once the caller
+    # is authenticated, and the write lock is taken once all of it is in, for the record.
     writes=False,
+    streams_body=True,
 )
 async def import_firmware_image(call: Call) -> ImportOut:
     """Streamed to disk, never held in memory; refused when it exceeds the size limit or
@@ -158,7 +159,9 @@ async def import_firmware_image(call: Call) -> ImportOut:
             raise ApiError(400, "incomplete_body", "the image ended early", close=True) from None
         async with call.writing() as writing:
             require_operator(writing)  # still, after an upload that took a while
-            result = await record_image(writing.session, checked, stored, call.user.id, call.now)
+            result = await record_image(
+                writing.session, checked, stored, writing.user.id, writing.now
+            )
             image = result.image
             if result.created:
                 record(

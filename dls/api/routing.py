@@ -2,11 +2,11 @@
 
 Every endpoint names its body, query and response models. The wrapper authenticates the
 bearer token, rejects a bad body before the handler runs (415, 400, 422 naming the field),
-runs the handler in one database transaction (read-only unless the endpoint writes) and
-serialises its answer through the declared response model, so a handler cannot leak a
-field the model does not declare.
-Because the OpenAPI document is generated from the same table, it cannot drift from the
-routes.
+runs the handler in one database transaction (read-only unless the endpoint writes; an
+upload's handler runs after it, see ``Endpoint.streams_body``) and serialises its answer
+through the declared response model, so a handler cannot leak a field the model does not
+declare. Because the OpenAPI document is generated from the same table, it cannot drift
+from the routes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
@@ -145,6 +145,12 @@ class Endpoint:
     # Whether the handler writes: a transaction that takes SQLite's write lock up front,
     # or a read-only one that never takes it (dls.db.engine.read_only).
     writes: bool
+    # Whether the handler reads the request body itself, for as long as it takes (an
+    # image upload): the request's transaction ends once the caller is authenticated, and
+    # the handler writes in Call.writing(). An idle transaction held for minutes meets
+    # PostgreSQL's idle_in_transaction_session_timeout and holds a pooled connection; on
+    # SQLite its snapshot keeps checkpoints from emptying the WAL.
+    streams_body: bool = False
 
     @property
     def operation_id(self) -> str:
@@ -171,8 +177,11 @@ class Api:
         status: int = 200,
         public: bool = False,
         writes: bool | None = None,
+        streams_body: bool = False,
     ) -> Callable[[Handler], Handler]:
         """``writes`` defaults to whether the method is not GET."""
+        if streams_body and (writes is not False or body is not None):
+            raise ValueError("a handler streaming its body reads it itself and writes later")
 
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -188,6 +197,7 @@ class Api:
                     status if response is not None else 204,
                     public,
                     method != "GET" if writes is None else writes,
+                    streams_body,
                 )
             )
             return handler
@@ -228,11 +238,10 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
                     body,
                     query,
                 )
-                result = await endpoint.handler(call)
-                if adapter is None:
-                    return web.Response(status=204)
-                payload = adapter.dump_json(adapter.validate_python(result, from_attributes=True))
-            return web.Response(body=payload, status=endpoint.status, content_type=JSON_TYPE)
+                if not endpoint.streams_body:
+                    return _answer(endpoint, adapter, await endpoint.handler(call))
+            call.session = _NO_TRANSACTION
+            return _answer(endpoint, adapter, await endpoint.handler(call))
         except ApiError as error:
             return error_response(error)
         except DomainError as error:
@@ -242,6 +251,27 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
 
     handle.__name__ = endpoint.operation_id
     return handle
+
+
+def _answer(endpoint: Endpoint, adapter: TypeAdapter[Any] | None, result: Any) -> web.Response:
+    """The handler's result through the declared response model (inside the request's
+    transaction, where it has one: attributes may still load)."""
+    if adapter is None:
+        return web.Response(status=204)
+    payload = adapter.dump_json(adapter.validate_python(result, from_attributes=True))
+    return web.Response(body=payload, status=endpoint.status, content_type=JSON_TYPE)
+
+
+class _NoTransaction:
+    """``Call.session`` for a handler that streams its body: the request's transaction
+    has ended, so any use is a mistake, caught at its first use rather than by a
+    transaction opened there and left open."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"session.{name}: this call has no transaction; use call.writing()")
+
+
+_NO_TRANSACTION = cast(AsyncSession, _NoTransaction())
 
 
 def error_response(error: ApiError) -> web.Response:

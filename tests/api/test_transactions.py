@@ -153,6 +153,43 @@ async def test_a_read_that_would_write_fails_instead_of_writing(
     assert await _name(services, world) == "renamed, as declared"
 
 
+async def test_a_handler_that_streams_its_body_writes_in_a_transaction_of_its_own(
+    services: Services, world: World, aiohttp_client: Any
+) -> None:
+    """An upload's request transaction ends before its handler runs: the handler that
+    reaches for it fails at once (rather than opening one left open), and one that writes
+    in ``call.writing()`` writes."""
+    table = Api("/api/v1")
+    rename = update(Tenant).where(Tenant.tenant_id == world.tid("opted_in"))
+
+    @table.route("POST", "/stray", summary="t", tag="test", writes=False, streams_body=True)
+    async def stray(call: Call) -> None:
+        await call.request.read()
+        await call.session.execute(rename.values(name="renamed outside"))
+
+    @table.route("POST", "/upload", summary="t", tag="test", writes=False, streams_body=True)
+    async def upload(call: Call) -> None:
+        name = (await call.request.read()).decode()
+        async with call.writing() as writing:
+            await writing.session.execute(rename.values(name=name))
+
+    with pytest.raises(ValueError, match="reads it itself"):
+        table.route("POST", "/x", summary="t", tag="test", streams_body=True)
+
+    app = web.Application(middlewares=[request_context])
+    app[SERVICES], app[LISTENER] = services, "admin"
+    table.install(app)
+    client = await aiohttp_client(app)
+    headers = world.auth("opted_in_admin")
+
+    assert (await client.post("/api/v1/stray", data=b"-", headers=headers)).status == 500
+    assert await _name(services, world) != "renamed outside"
+    answer = await client.post("/api/v1/upload", data=b"uploaded", headers=headers)
+    assert answer.status == 204
+    assert await _name(services, world) == "uploaded"
+    assert (await client.post("/api/v1/upload", data=b"anonymous")).status == 401
+
+
 async def _name(services: Services, world: World) -> str:
     async with services.sessions() as session:
         tenant = await session.get(Tenant, world.tid("opted_in"))

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from dls.api import API_PREFIX
 from dls.app import build_admin_app
 from dls.audit import AuditEntry
 from dls.auth.models import TokenKind
 from dls.auth.tokens import issue_token
+from dls.db.engine import is_sqlite
 from dls.db.types import utcnow
 from dls.provisioning.ledger import Fetch, Ledger
 from dls.services import Services
@@ -81,11 +83,33 @@ async def test_uploads_are_bounded_and_raw(api: Any) -> None:
     assert [item["id"] for item in listed["items"]] == [image["id"]]
 
 
+async def _transactions_held(services: Services) -> int:
+    """Transactions other connections hold open. On SQLite, whether a reader's snapshot
+    keeps a checkpoint from emptying the WAL (what an open transaction costs there)."""
+    engine = services.engine
+    if is_sqlite(engine):
+        connection = sqlite3.connect(str(engine.url.database), timeout=0)
+        try:
+            busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            connection.close()
+        return int(busy)
+    async with engine.connect() as connection:
+        held = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+            )
+        )
+    return int(held or 0)
+
+
 async def test_an_image_upload_holds_no_write_lock_while_it_arrives(
     services: Services, operator: str
 ) -> None:
     """Images are large and links slow: other writers (admins, the device path) go on
-    while one arrives; the image is recorded, and audited, once all of it is in."""
+    while one arrives, and no transaction stays open meanwhile; the image is recorded,
+    and audited, once all of it is in."""
     query = "vendor=yealink&version=108.99.0.2&models=T46U"
     image = b"w" * 1000
     async with TestClient(TestServer(build_admin_app(services))) as client:
@@ -105,6 +129,7 @@ async def test_an_image_upload_holds_no_write_lock_while_it_arrives(
         )
         created = await asyncio.wait_for(other, 5)  # far below SQLite's 30 s busy timeout
         assert created.status == 201, await created.text()
+        assert await _transactions_held(services) == 0
         writer.write(image[100:])
         await writer.drain()
         status_line = await asyncio.wait_for(reader.readline(), 5)
