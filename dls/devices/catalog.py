@@ -15,6 +15,7 @@ from dls.provisioning.files.profiles import (
     WPI_FAMILY,
     ProfileSet,
     load_profiles,
+    model_key,
 )
 
 __all__ = ["ModelCatalog", "load_catalog"]
@@ -35,16 +36,18 @@ class ModelCatalog:
     def add(self, vendor: str, name: str, aliases: tuple[str, ...], lines: int) -> None:
         entry = _Entry(vendor, name, lines)
         for spelling in (name, *aliases):
-            self._by_name[(vendor, spelling.casefold())] = entry
+            self._by_name[(vendor, model_key(spelling))] = entry
 
     def lookup(self, vendor: str, model: str) -> tuple[str, str, int] | None:
-        """(vendor, canonical model name, lines) if the model is validated, else None."""
-        entry = self._by_name.get((vendor.casefold(), model.casefold()))
+        """(vendor, canonical model name, lines) if the model is validated, else None;
+        the model spelt any way ``model_key`` allows."""
+        entry = self._by_name.get((vendor.casefold(), model_key(model)))
         return (entry.vendor, entry.name, entry.lines) if entry else None
 
     def vendor_of(self, model: str) -> str | None:
         """The one vendor with a model of that name; None if none or ambiguous."""
-        vendors = {e.vendor for (v, n), e in self._by_name.items() if n == model.casefold()}
+        key = model_key(model)
+        vendors = {e.vendor for (v, n), e in self._by_name.items() if n == key}
         return vendors.pop() if len(vendors) == 1 else None
 
     def vendors(self) -> list[str]:

@@ -182,12 +182,24 @@ async def test_csv_import_reads_a_spreadsheets_file(client: Client, world: World
     """As Excel saves "CSV UTF-8" in a German locale: a byte-order mark, semicolons,
     CRLF, the header in its own order."""
     tenant = world.tid("opted_in")
-    csv = "\ufeffModel;MAC;User;Line\r\nT46U;00:15:65:00:10:01;opted_in_user;2\r\n"
+    csv = (
+        "\ufeffModel;MAC;User;Line\r\n"
+        "SIP-T46U;00:15:65:00:10:01;opted_in_user;2\r\n"
+        "VVX 450;00:04:F2:00:10:02;;\r\n"
+    )
     status, report = await _post(
         client, f"/tenants/{tenant}/devices/import", "opted_in_admin", world, {"csv": csv}
     )
     assert status == 200, report
-    assert [(r["row"], r["mac"], r["outcome"]) for r in report] == [(2, "001565001001", "created")]
+    assert [(r["row"], r["mac"], r["outcome"]) for r in report] == [
+        (2, "001565001001", "created"),
+        (3, "0004f2001002", "created"),
+    ]
+    listed = await (
+        await client.get(f"/api/v1/tenants/{tenant}/devices", headers=world.auth("opted_in_admin"))
+    ).json()
+    models = {d["mac"]: (d["vendor"], d["model"]) for d in listed["items"]}
+    assert models == {"001565001001": ("yealink", "T46U"), "0004f2001002": ("poly", "VVX450")}
     status, refused = await _post(
         client,
         f"/tenants/{tenant}/devices/import",

@@ -69,6 +69,7 @@ __all__ = [
     "VersionKind",
     "load_profile",
     "load_profiles",
+    "model_key",
     "template_fields",
 ]
 
@@ -340,6 +341,15 @@ _SAMPLE_FIELDS: dict[str, Any] = {
 }
 
 
+_SEPARATORS = str.maketrans("", "", " -_")
+
+
+def model_key(name: str) -> str:
+    """A model name as spellings of it agree: without case, spaces, hyphens or
+    underscores ("VVX 450", "VVX_450" in Poly's User-Agent, "vvx450")."""
+    return name.casefold().translate(_SEPARATORS)
+
+
 def template_fields(template: str) -> set[str]:
     """The ``{field}`` names of a str.format template; raises ValueError if malformed."""
     return {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
@@ -560,16 +570,21 @@ class VendorProfile(_Strict):
         return FormatFamily(self.format.family)
 
     def model(self, name: str) -> ModelSpec | None:
-        """The validated model called ``name`` (or one of its aliases), any case."""
-        return self._models_by_name.get(name.casefold())
+        """The validated model called ``name`` or one of its aliases, spelt any way
+        ``model_key`` allows."""
+        by_name = self._models_by_name
+        return by_name.get(name.casefold()) or by_name.get(model_key(name))
 
     @functools.cached_property
     def _models_by_name(self) -> dict[str, ModelSpec]:
-        """Every poll asks for its device's model, some more than once."""
+        """Every poll asks for its device's model, some more than once, as its
+        User-Agent spells it: the case-folded spellings answer that without the key's
+        translation."""
         found: dict[str, ModelSpec] = {}
         for model in self.models:
             for name in (model.name, *model.aliases):
                 found.setdefault(name.casefold(), model)
+                found.setdefault(model_key(name), model)
         return found
 
     def file(self, name: str) -> FileSpec:
@@ -615,8 +630,13 @@ class VendorProfile(_Strict):
                 yield f"file {spec.name}: uses {{file_id}} but no model has a file_id"
 
     def _check_models(self) -> Iterator[str]:
-        names = [n.casefold() for model in self.models for n in (model.name, *model.aliases)]
-        if dupes := {name for name in names if names.count(name) > 1}:
+        # A spelling that names two models would make lookups depend on their order; an
+        # alias that spells its own model's name again is harmless (documents a spelling).
+        named: dict[str, set[str]] = {}
+        for model in self.models:
+            for name in (model.name, *model.aliases):
+                named.setdefault(model_key(name), set()).add(model.name)
+        if dupes := {key for key, models in named.items() if len(models) > 1}:
             yield f"models: duplicate name or alias {sorted(dupes)}"
         for model in self.models:
             if model.mapping not in self.mappings:

@@ -82,6 +82,11 @@ def test_brief_models_are_validated(profiles: ProfileSet) -> None:
     assert profiles["fanvil"].model("x5u-pro") is profiles["fanvil"].model(
         "X5U"
     )  # aliases, any case
+    # Spellings differing in case, spaces, hyphens or underscores name the same model.
+    for spelling in ("VVX 450", "vvx-450", "VVX_450", "VVX450"):
+        assert profiles["poly"].model(spelling) is profiles["poly"].model("VVX450")
+    assert profiles["yealink"].model("SIP-T46U") is profiles["yealink"].model("t46u")
+    assert profiles["yealink"].model("T46") is None
 
 
 def test_ata_port_counts(profiles: ProfileSet) -> None:
@@ -170,7 +175,11 @@ def test_valid_sample_loads(tmp_path: Path) -> None:
         ('sip_user = "line.{line}.user"', 'sip_user = "line.user"', "needs {line} or {provider}"),
         ('sip_user = "line.{line}.user"', 'sip_user = "p.{provider}.user"', "would merge lines"),
         ('firmware_key = "fw.url"', 'firmware_key = "fw url"', "not a key-value key"),
-        ('name = "A1"', 'name = "A1"\naliases = ["a1"]', "duplicate name or alias"),
+        (
+            'name = "A1"',
+            'name = "B2"\nlines = 1\n\n[[models]]\nname = "A1"\naliases = ["b-2"]',
+            "duplicate name or alias ['b2']",
+        ),
         ('name = "A1"', 'name = "A1"\nfile_id = "a/1"', "file_id"),
     ],
 )
