@@ -20,6 +20,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
+    "DEVICE_FILES",
+    "DROPPED",
     "REQUESTS",
     "REQUEST_SECONDS",
     "WPI_INTERACTIONS",
@@ -41,6 +43,19 @@ REQUEST_SECONDS = Histogram(
 
 # A boot storm as an operator watches it: interactions finished, phones turned away and
 # what they were told, interactions open. Listener: "device" (18443) or "secure" (18444).
+DEVICE_FILES = Counter(
+    "dls_device_files_total",
+    "Requests for device files under /prov/, by vendor and outcome (served, not_modified, "
+    "challenged, refused, unknown, unrendered, not_served, unrecognised, ambiguous, "
+    "mac_mismatch, model_mismatch; uploads: uploaded, too_large, incomplete)",
+    ["vendor", "outcome"],
+)
+DROPPED = Counter(
+    "dls_buffer_dropped_total",
+    "Entries dropped because a write-behind buffer was full, its database writes failing "
+    "for long: ledger (fetch records) and firmware_downloads (download starts)",
+    ["buffer"],
+)
 WPI_INTERACTIONS = Counter(
     "dls_wpi_interactions_total", "WPI interactions ended with CleanUp", ["listener"]
 )

@@ -34,6 +34,7 @@ from dls.firmware.engine import (
     classify_report,
 )
 from dls.firmware.models import Rollout, RolloutDevice
+from dls.metrics import DROPPED
 
 __all__ = ["DownloadLog", "record_downloads", "record_failure", "record_reports"]
 
@@ -134,11 +135,10 @@ class DownloadLog:
         self._sessions = sessions
         self._devices: set[int] = set()
         self._task: asyncio.Task[None] | None = None
-        self.dropped = 0
 
     def started(self, device_id: int) -> None:
         if len(self._devices) >= MAX_PENDING and device_id not in self._devices:
-            self.dropped += 1
+            DROPPED.labels("firmware_downloads").inc()
             return
         self._devices.add(device_id)
 

@@ -36,6 +36,7 @@ from dls.db.engine import WRITER
 from dls.db.types import UtcDateTime, utcnow
 from dls.db.writes import Write, WriteBursts, run_burst
 from dls.devices.models import Device, DeviceStatus, ProvisioningRecord, UnclaimedDevice
+from dls.metrics import DROPPED
 
 __all__ = ["Fetch", "Ledger", "Sighting"]
 
@@ -115,14 +116,13 @@ class Ledger:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self.dropped = 0
         # Called with each batch once it is written (firmware rollouts read the versions
         # devices report); their own failures are logged and do not undo the batch.
         self.observers: list[Callable[[Sequence[Fetch]], Awaitable[None]]] = []
 
     def fetched(self, fetch: Fetch) -> None:
         if len(self._fetches) >= MAX_BUFFERED:
-            self.dropped += 1
+            DROPPED.labels("ledger").inc()
             return
         self._fetches.append(fetch)
         if len(self._fetches) >= FLUSH_SIZE:

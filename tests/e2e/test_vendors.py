@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from prometheus_client.parser import text_string_to_metric_families
 
 from dls.config import load_settings
 from dls.pki import ensure_pki, issue_device_certificate
@@ -353,6 +355,70 @@ async def test_a_wrong_digest_password_gets_404(
     assert all(sim.body(name) == NOT_FOUND for name in own)
     assert not case.line_keys() & settings.keys()
     assert_no_secret(sim, case, line_password(case))
+
+
+async def outcomes(server: ServerProcess) -> Counter[tuple[str, str]]:
+    """dls_device_files_total as the operator's /metrics shows it."""
+    url = server.url("admin", "/metrics")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, ssl=server.ssl_context()) as response,
+    ):
+        text = await response.text()
+    counts: Counter[tuple[str, str]] = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "dls_device_files_total":
+                counts[sample.labels["vendor"], sample.labels["outcome"]] += int(sample.value)
+    return counts
+
+
+async def test_the_operator_sees_why_devices_were_turned_away(
+    server: ServerProcess, admin: AdminClient
+) -> None:
+    """A phone's 404 does not say why; the operator's count, per vendor, does."""
+    case = CASES[0]
+    setup = await register(admin, case, "counted")
+    before = await outcomes(server)
+    sims = {}
+    async with phone(server, case, setup.mac, digest_password=setup.password) as sim:
+        await sim.provision()
+        await sim.provision()  # the next boot: 304s
+        sims["right"] = sim
+    async with phone(server, case, setup.mac, digest_password="not-the-password") as sim:
+        await sim.provision()
+        sims["wrong"] = sim
+    async with phone(server, case, unknown_mac(), digest_password="a-guess") as sim:
+        await sim.provision()
+        sims["unknown"] = sim
+    # A path no profile knows; a Yealink asking for another phone's file.
+    other = new_mac()  # not asked for as itself: detection refuses the request first
+    strays = [
+        ("/prov/no-phone-asks-for-this.bin", {}),
+        (f"/prov/{other}.cfg", {"User-Agent": f"Yealink SIP-T46U 108.86.0.90 {setup.mac}"}),
+    ]
+    async with aiohttp.ClientSession() as session:
+        for path, headers in strays:
+            url = server.url("device", path)
+            async with session.get(url, headers=headers, ssl=server.ssl_context()) as response:
+                assert response.status == 404
+
+    def answered(which: str, status: int) -> int:
+        return sum(1 for entry in sims[which].log if entry.status == status)
+
+    expected = Counter(
+        {
+            (case.vendor, "served"): sum(answered(which, 200) for which in sims),
+            (case.vendor, "not_modified"): answered("right", 304),
+            (case.vendor, "challenged"): sum(answered(which, 401) for which in sims),
+            (case.vendor, "refused"): answered("wrong", 404),
+            (case.vendor, "unknown"): answered("unknown", 404),
+            ("none", "unrecognised"): 1,
+            (case.vendor, "mac_mismatch"): 1,
+        }
+    )
+    assert all(expected[key] for key in expected if key[1] != "served"), sims["wrong"].log
+    assert (await outcomes(server)) - before == expected
 
 
 async def test_a_digest_response_for_one_file_does_not_fetch_another(

@@ -28,6 +28,7 @@ from dls.devices.models import Scope, SettingsDocument
 from dls.devices.settings import DeviceSettings, FirmwareTarget
 from dls.firmware.runtime import FirmwareRuntime, Offer
 from dls.provisioning.files.detect import Detection, Detector, Rejection
+from dls.provisioning.files.outcomes import Outcome, counted, rejected
 from dls.provisioning.files.profiles import (
     FileRole,
     FileScope,
@@ -85,28 +86,29 @@ class FileProvisioner:
 
     async def get(self, request: web.Request) -> web.StreamResponse:
         detection = self._detector.detect(request.match_info["path"], _agent(request))
-        if isinstance(detection, Rejection) or detection.file is None:
-            return not_found()
-        if detection.file.role in (FileRole.UNSERVED, FileRole.UPLOAD):
-            return not_found()
+        if isinstance(detection, Rejection):
+            return rejected(detection, not_found())
+        vendor = detection.vendor
+        if detection.file is None or detection.file.role in (FileRole.UNSERVED, FileRole.UPLOAD):
+            return counted(vendor, Outcome.NOT_SERVED, not_found())
         # Snom's firmware descriptor is one file per model, but the image URL in it is signed
         # for one device: a requester naming its MAC gets its own, once it proves it.
         per_device = detection.file.role is FileRole.FIRMWARE and detection.mac is not None
         if detection.file.scope is FileScope.COMMON and not per_device:
             return await self._common(request, detection)
         if detection.mac is None:
-            return not_found()
+            return counted(vendor, Outcome.NOT_SERVED, not_found())
         facts = await self._facts(detection.mac)
         refusal = self._trust.check(request, detection, facts)
         if refusal is not None:
-            return refusal
+            return counted(vendor, refusal.outcome, refusal.response)
         assert facts is not None
         offer = await self._offer(facts, detection)
         rendered = await self._device_file(facts, detection, offer)
         if rendered is None:
-            return not_found()
+            return counted(vendor, Outcome.UNRENDERED, not_found())
         if request.method == "HEAD":  # answered, but the device has not taken the file
-            return _answer(request, rendered, self._content_type(detection))
+            return self._answer(request, rendered, detection)
         self._ledger.fetched(
             Fetch(
                 device_id=facts.id,
@@ -120,7 +122,7 @@ class FileProvisioner:
                 firmware_managed=facts.firmware_managed,
             )
         )
-        return _answer(request, rendered, self._content_type(detection))
+        return self._answer(request, rendered, detection)
 
     async def _facts(self, mac: str) -> DeviceFacts | None:
         """The device's facts; a MAC nobody registered costs the read of the last device
@@ -228,7 +230,7 @@ class FileProvisioner:
         if model is None:
             # A common file depends on the model (Yealink's boot file names the model's
             # configuration): without a validated model there is nothing right to send.
-            return not_found()
+            return counted(profile.vendor, Outcome.UNRENDERED, not_found())
         reads = self._services.reads
         found = list(await reads.rows(_SYSTEM_REVISION, {}))
         revision = found[0][0] if found else 0
@@ -256,13 +258,16 @@ class FileProvisioner:
                 )
             except RenderError as exc:
                 log.warning("cannot render common file %s: %s", detection.file.name, exc)
-                return not_found()
+                return counted(profile.vendor, Outcome.UNRENDERED, not_found())
             rendered = self._cache.put(key, body)
-        return _answer(request, rendered, self._content_type(detection))
+        return self._answer(request, rendered, detection)
 
-    def _content_type(self, detection: Detection) -> str:
+    def _answer(
+        self, request: web.Request, rendered: Rendered, detection: Detection
+    ) -> web.Response:
         family = self._profiles[detection.vendor].family
-        return _CONTENT_TYPES.get(family, "application/xml")
+        content_type = _CONTENT_TYPES.get(family, "application/xml")
+        return _answer(request, rendered, content_type, detection.vendor)
 
     # --- PUT (Poly logs and overrides) ---------------------------------------------------
 
@@ -271,29 +276,32 @@ class FileProvisioner:
         into ``data_dir/uploads/<mac>/``; everything else is refused like an unknown file."""
         path = request.match_info["path"]
         detection = self._detector.detect(path, _agent(request))
+        if isinstance(detection, Rejection):
+            return rejected(detection, not_found())
+        vendor = detection.vendor
         if (
-            isinstance(detection, Rejection)
-            or detection.file is None
+            detection.file is None
             or detection.file.role is not FileRole.UPLOAD
             or detection.mac is None
         ):
-            return not_found()
+            return counted(vendor, Outcome.NOT_SERVED, not_found())
         if request.content_length is not None and request.content_length > UPLOAD_LIMIT:
-            return web.Response(status=413, body=b"upload too large\n")
+            return counted(vendor, Outcome.TOO_LARGE, _too_large())
         facts = await self._facts(detection.mac)
         refusal = self._trust.check(request, detection, facts)
         if refusal is not None:
-            return refusal
+            return counted(vendor, refusal.outcome, refusal.response)
         try:
             body = await read_body(request, self._services.settings.body_timeout)
         except BodyRefused as refused:
-            return refused.response()
+            outcome = Outcome.TOO_LARGE if refused.status == 413 else Outcome.INCOMPLETE
+            return counted(vendor, outcome, refused.response())
         if len(body) > UPLOAD_LIMIT:
-            return web.Response(status=413, body=b"upload too large\n")
+            return counted(vendor, Outcome.TOO_LARGE, _too_large())
         name = Path(path).name
         target = self._uploads / detection.mac / name
         await asyncio.to_thread(_write, target, body)
-        return web.Response(status=204)
+        return counted(vendor, Outcome.UPLOADED, web.Response(status=204))
 
 
 # Common files depend on the system document only: its revision on every request (a
@@ -339,12 +347,20 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
 
 
-def _answer(request: web.Request, rendered: Rendered, content_type: str) -> web.Response:
+def _too_large() -> web.Response:
+    return web.Response(status=413, body=b"upload too large\n")
+
+
+def _answer(
+    request: web.Request, rendered: Rendered, content_type: str, vendor: str
+) -> web.Response:
     if _matches(request.headers.get("If-None-Match"), rendered.etag):
-        return web.Response(status=304, headers={"ETag": rendered.etag})
-    return web.Response(
+        unchanged = web.Response(status=304, headers={"ETag": rendered.etag})
+        return counted(vendor, Outcome.NOT_MODIFIED, unchanged)
+    response = web.Response(
         body=rendered.body,
         headers={"ETag": rendered.etag, "Cache-Control": "no-cache"},
         content_type=content_type,
         charset="utf-8",
     )
+    return counted(vendor, Outcome.SERVED, response)

@@ -14,6 +14,7 @@ import functools
 import hmac
 import logging
 import re
+from typing import NamedTuple
 
 from aiohttp import web
 from cryptography import x509
@@ -25,11 +26,12 @@ from dls.devices.models import DeviceStatus
 from dls.devices.registry import digest_purpose
 from dls.provisioning.files.detect import Detection
 from dls.provisioning.files.digest import DigestVerifier, ha1, parse_authorization
+from dls.provisioning.files.outcomes import Outcome
 from dls.provisioning.ledger import Ledger, Sighting
 from dls.secretbox import SecretBox, SecretError
 from dls.tls import client_certificate
 
-__all__ = ["NOT_FOUND_BODY", "DeviceTrust", "not_found"]
+__all__ = ["NOT_FOUND_BODY", "DeviceTrust", "Refusal", "not_found"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,14 @@ _DUMMY_PASSWORD = "dls-dummy-password-for-equal-timing"  # noqa: S105 - never ma
 _MAC_IN_TEXT = re.compile(
     r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[:-]?){5}[0-9A-Fa-f]{2}(?![0-9A-Fa-f])"
 )
+
+
+class Refusal(NamedTuple):
+    """The answer for a requester that did not prove itself, and why: for the operator's
+    count (``outcomes``); the answer itself does not say."""
+
+    response: web.Response
+    outcome: Outcome
 
 
 class DeviceTrust:
@@ -53,7 +63,7 @@ class DeviceTrust:
 
     def check(
         self, request: web.Request, detection: Detection, facts: DeviceFacts | None
-    ) -> web.Response | None:
+    ) -> Refusal | None:
         """None when the requester proved it is this device; else the answer to give."""
         device = facts if facts is not None and facts.status is not DeviceStatus.RETIRED else None
         if device is None:
@@ -76,10 +86,10 @@ class DeviceTrust:
         header = request.headers.get("Authorization")
         credentials = parse_authorization(header) if header else None
         if credentials is None:
-            return self._challenge(stale=False)
+            return Refusal(self._challenge(stale=False), Outcome.CHALLENGED)
         nonce = self._digest.nonce_state(credentials.nonce)
         if nonce == "stale":
-            return self._challenge(stale=True)
+            return Refusal(self._challenge(stale=True), Outcome.CHALLENGED)
         if (
             device is not None
             and device.digest_password is not None
@@ -92,11 +102,11 @@ class DeviceTrust:
             # Hash a dummy password for unknown devices, so both take about the same time.
             secret = ha1(credentials.username, credentials.algorithm, _DUMMY_PASSWORD)
         valid = self._digest.verify_ha1(credentials, request.method, detection.mac or "", secret)
-        if not (device is not None and valid and nonce == "fresh"):
-            return not_found()
+        if device is None:
+            return Refusal(not_found(), Outcome.UNKNOWN)
         # The request-target as the device sent it (RFC 7616 3.4: "uri"), not re-encoded.
-        if credentials.uri != request.raw_path:
-            return not_found()
+        if not (valid and nonce == "fresh") or credentials.uri != request.raw_path:
+            return Refusal(not_found(), Outcome.REFUSED)
         return None
 
     def _certificate_proves(
