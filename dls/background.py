@@ -1,11 +1,50 @@
-"""Stopping the background tasks that services run (flush loops, dispatchers, pruning)."""
+"""The background tasks services run (flush loops, dispatchers, pruning): how their failed
+rounds are logged, and how they are stopped."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any
 
-__all__ = ["cancel_and_wait"]
+from dls.db.unavailable import database_unavailable
+
+__all__ = ["FailureLog", "cancel_and_wait"]
+
+
+class FailureLog:
+    """A background loop's failed rounds, logged as an operator wants to read them.
+
+    A bug is logged with its traceback every round. The database being away (a restart,
+    a lock held too long: ``database_unavailable``) is not a bug and lasts many rounds:
+    it is one warning when it starts and one line when the loop's work succeeds again,
+    where a traceback a second filled the log for as long as a restart took.
+    """
+
+    def __init__(self, logger: logging.Logger, work: str) -> None:
+        self._log = logger
+        self._work = work
+        self._away_since: float | None = None
+
+    def failed(self, exc: Exception) -> None:
+        if not database_unavailable(exc):
+            self._log.error("%s failed; retrying", self._work, exc_info=exc)
+            return
+        if self._away_since is None:
+            self._away_since = time.monotonic()
+            self._log.warning(
+                "%s: database unavailable (%s: %s); retrying until it answers",
+                self._work,
+                type(exc).__name__,
+                str(exc)[:200],
+            )
+
+    def succeeded(self) -> None:
+        if self._away_since is not None:
+            away = time.monotonic() - self._away_since
+            self._away_since = None
+            self._log.warning("%s: database answers again after %.0f s", self._work, away)
 
 
 async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:

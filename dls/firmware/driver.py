@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from dls.background import cancel_and_wait
+from dls.background import FailureLog, cancel_and_wait
 from dls.db.engine import WRITER
 from dls.db.types import utcnow
 from dls.firmware.engine import Decision, RolloutStatus
@@ -38,6 +38,7 @@ class RolloutDriver:
         self._interval = interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._failures = FailureLog(log, "rollout step")
 
     def nudge(self) -> None:
         """Step soon: something a decision depends on changed."""
@@ -57,9 +58,11 @@ class RolloutDriver:
             self._wake.clear()
             try:
                 await self.step()
-            except Exception:
+            except Exception as exc:
                 # The database may be briefly away; the next step reads fresh facts.
-                log.exception("rollout step failed; retrying")
+                self._failures.failed(exc)
+            else:
+                self._failures.succeeded()
 
     async def step(self, now: dt.datetime | None = None) -> dict[int, tuple[Decision, ...]]:
         """Advance every running rollout once; the decisions applied, by rollout id."""

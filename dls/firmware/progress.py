@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dls.background import cancel_and_wait
+from dls.background import FailureLog, cancel_and_wait
 from dls.db.types import utcnow
 from dls.firmware.engine import (
     ACTIVE_STATUSES,
@@ -135,6 +135,7 @@ class DownloadLog:
         self._sessions = sessions
         self._devices: set[int] = set()
         self._task: asyncio.Task[None] | None = None
+        self._failures = FailureLog(log, "firmware download flush")
 
     def started(self, device_id: int) -> None:
         if len(self._devices) >= MAX_PENDING and device_id not in self._devices:
@@ -155,8 +156,10 @@ class DownloadLog:
             await asyncio.sleep(FLUSH_INTERVAL)
             try:
                 await self.flush()
-            except Exception:
-                log.exception("firmware download flush failed; retrying")
+            except Exception as exc:
+                self._failures.failed(exc)
+            else:
+                self._failures.succeeded()
 
     async def flush(self) -> None:
         devices, self._devices = self._devices, set()

@@ -31,7 +31,7 @@ from typing import NamedTuple
 from sqlalchemy import String, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dls.background import cancel_and_wait
+from dls.background import FailureLog, cancel_and_wait
 from dls.db.engine import WRITER
 from dls.db.types import UtcDateTime, utcnow
 from dls.db.writes import Write, WriteBursts, run_burst
@@ -116,6 +116,7 @@ class Ledger:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._failures = FailureLog(log, "ledger flush")
         # Called with each batch once it is written (firmware rollouts read the versions
         # devices report); their own failures are logged and do not undo the batch.
         self.observers: list[Callable[[Sequence[Fetch]], Awaitable[None]]] = []
@@ -158,9 +159,11 @@ class Ledger:
             self._wake.clear()
             try:
                 await self.flush()
-            except Exception:
-                # The database may be briefly away; keep the entries for the next round.
-                log.exception("ledger flush failed; retrying")
+            except Exception as exc:
+                # The database may be briefly away; the entries wait for the next round.
+                self._failures.failed(exc)
+            else:
+                self._failures.succeeded()
 
     async def flush(self) -> None:
         fetches, self._fetches = self._fetches, []

@@ -22,7 +22,7 @@ import logging
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dls.background import cancel_and_wait
+from dls.background import FailureLog, cancel_and_wait
 from dls.db.engine import WRITER
 from dls.db.types import utcnow
 from dls.devices.models import ProvisioningRecord
@@ -42,6 +42,7 @@ class LedgerRetention:
         self._sessions = sessions
         self._keep = dt.timedelta(days=days) if days else None
         self._task: asyncio.Task[None] | None = None
+        self._failures = FailureLog(log, "ledger retention")
 
     async def start(self) -> None:
         if self._keep is not None:
@@ -80,6 +81,8 @@ class LedgerRetention:
             try:
                 if deleted := await self.prune():
                     log.info("ledger retention: deleted %d fetches", deleted)
-            except Exception:
-                log.exception("ledger retention failed; trying again later")
+            except Exception as exc:
+                self._failures.failed(exc)
+            else:
+                self._failures.succeeded()
             await asyncio.sleep(PRUNE_EVERY_S)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dls.db.engine import session_factory
 from dls.db.writes import WriteBursts
@@ -234,3 +235,46 @@ async def test_stopping_lets_a_flush_under_way_finish_and_writes_nothing_twice(
     records, seen = await _records_and_last_seen(engine)
     assert records == len(ids) + 1
     assert seen[ids[0]] == T0 + dt.timedelta(minutes=1)
+
+
+async def test_a_database_away_for_many_rounds_is_two_lines_in_the_log(
+    engine: AsyncEngine, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart of the database fails every flush until it is back: the log says so when
+    it starts and when it ends, not with a traceback a round. A bug still gets one."""
+    (device, *_) = await _devices(engine)
+    real = session_factory(engine)
+    trouble: list[Exception] = []
+
+    def sessions() -> AsyncSession:
+        if trouble:
+            raise trouble[0]
+        return real()
+
+    monkeypatch.setattr(ledger_module, "FLUSH_INTERVAL", 0.01)
+    ledger = Ledger(sessions)  # type: ignore[arg-type]
+    caplog.set_level(logging.WARNING, logger=ledger_module.log.name)
+    trouble.append(ConnectionRefusedError(111, "Connection refused"))
+    ledger.fetched(_fetch(device, T0, None))
+    await ledger.start()
+    try:
+        await asyncio.sleep(0.3)  # dozens of failed rounds
+        trouble[0] = ValueError("a bug")
+        await asyncio.sleep(0.05)
+        trouble.clear()
+        await asyncio.sleep(0.1)
+    finally:
+        await ledger.stop()
+    async with real() as session:
+        assert await session.scalar(select(func.count()).select_from(ProvisioningRecord)) == 1
+    seen = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    (first, *middle, last) = seen
+    assert first == (
+        "WARNING",
+        "ledger flush: database unavailable (ConnectionRefusedError: [Errno 111] "
+        "Connection refused); retrying until it answers",
+        False,
+    ), seen
+    assert set(middle) == {("ERROR", "ledger flush failed; retrying", True)}, seen
+    assert last[0] == "WARNING" and not last[2], seen
+    assert last[1].startswith("ledger flush: database answers again after "), seen

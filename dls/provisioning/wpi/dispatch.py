@@ -25,7 +25,7 @@ from aiohttp import web
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dls.background import cancel_and_wait
+from dls.background import FailureLog, cancel_and_wait
 from dls.db.types import utcnow
 from dls.devices.models import Device, DeviceStatus
 from dls.devices.unify import ACTIVE_JOB_STATES, DeviceJob, JobKind, JobState, WpiDevice
@@ -86,14 +86,17 @@ class Background:
 
     async def _every(self, interval: float, work: object) -> None:
         assert callable(work)
+        failures = FailureLog(log, f"WPI {getattr(work, '__name__', 'background work')}")
         while True:
             try:
                 await work()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 # A database hiccup must not end the loop; the next round tries again.
-                log.exception("WPI background work failed")
+                failures.failed(exc)
+            else:
+                failures.succeeded()
             await asyncio.sleep(interval)
 
     # --- contact-me ------------------------------------------------------------------
