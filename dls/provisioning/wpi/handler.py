@@ -18,6 +18,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from dls.db.types import utcnow
+from dls.db.unavailable import database_unavailable
 from dls.db.writes import WriteConflict
 from dls.devices.models import Device
 from dls.devices.unify import ACTIVE_JOB_STATES, DeviceJob
@@ -113,8 +114,8 @@ async def login_service(request: web.Request) -> web.Response:
             # Messages of one phone kept racing each other: it retries, and finds out.
             log.warning("WPI message kept conflicting with another; answering 503")
             return _refused(runtime, "conflict")
-        except (SQLAlchemyError, OSError):
-            log.exception("WPI exchange failed on the database; answering 503")
+        except (SQLAlchemyError, OSError) as exc:
+            _database_failed("WPI exchange", exc)
             return _refused(runtime, "database")
     if answer.ended:
         runtime.admission.finished()
@@ -152,10 +153,25 @@ async def dcmp_contact_me(request: web.Request) -> web.Response:
     try:
         async with runtime.services.sessions() as session:
             pending = bool(await session.scalar(statement))
-    except (SQLAlchemyError, OSError):
-        log.exception("DCMP poll failed on the database")
+    except (SQLAlchemyError, OSError) as exc:
+        _database_failed("DCMP poll", exc)
         return _refused(runtime, "database")
     return web.Response(status=202 if pending else 200)
+
+
+def _database_failed(what: str, exc: Exception) -> None:
+    """Logged like the middleware logs any request's (``dls.middleware``): the database
+    being away is one warning line per request, anything else a traceback. The phone is
+    answered 503 either way: it comes back, and the retry decides again."""
+    if database_unavailable(exc):
+        log.warning(
+            "%s: database unavailable: %s: %s; answering 503",
+            what,
+            type(exc).__name__,
+            str(exc)[:200],
+        )
+    else:
+        log.error("%s failed on the database; answering 503", what, exc_info=exc)
 
 
 def install(app: web.Application, services: Services, *, secure: bool) -> None:

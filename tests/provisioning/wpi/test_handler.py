@@ -15,11 +15,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from lxml import etree
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from dls import audit
 from dls.app import build_device_app
 from dls.devices.models import Scope, UnclaimedDevice
 from dls.devices.unify import JobKind, JobState, WpiDevice
+from dls.provisioning.wpi import handler as handler_module
 from dls.provisioning.wpi.dispatch import BACKGROUND
 from dls.provisioning.wpi.handler import KEEP_CONNECTION_FOR
 from dls.provisioning.wpi.limits import RETRY_AFTER_MIN
@@ -710,3 +712,33 @@ async def test_a_message_that_keeps_losing_the_race_gets_503(
     monkeypatch.setattr(services.writes, "run", always_late)
     refused = await post(device_client, workpoint("start-up", *identity()))
     assert refused.status == 503 and int(refused.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize(
+    ("failure", "logged"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), ("WARNING", False)),
+        (IntegrityError("INSERT", None, Exception("a bug")), ("ERROR", True)),
+    ],
+    ids=["database-away", "bug"],
+)
+async def test_a_database_failure_is_503_and_logged_by_what_it_is(
+    device_client: TestClient[Any, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    failure: Exception,
+    logged: tuple[str, bool],
+) -> None:
+    """During a database restart every phone's message fails: one warning line each, as
+    any request's (dls.middleware), not a traceback each; a bug still shows its own."""
+
+    async def failing(*_: Any) -> Any:
+        raise failure
+
+    monkeypatch.setattr(handler_module, "exchange", failing)
+    caplog.set_level(logging.WARNING, logger=handler_module.log.name)
+    refused = await post(device_client, workpoint("start-up", *identity()))
+    assert refused.status == 503 and int(refused.headers["Retry-After"]) >= 1
+    records = [r for r in caplog.records if r.name == handler_module.log.name]
+    assert [(r.levelname, r.exc_info is not None) for r in records] == [logged]
+    assert "WPI exchange" in records[0].getMessage()
