@@ -28,7 +28,9 @@ class Outcome(StrEnum):
     CHALLENGED = "challenged"  # 401: no credentials, or a stale nonce
     REFUSED = "refused"  # 404: a registered device that did not prove itself
     UNKNOWN = "unknown"  # 404: no registered device with that MAC (or a retired one)
-    UNRENDERED = "unrendered"  # 404: its file could not be rendered (log says why)
+    # 404: nothing to render for it: a model not validated, settings that failed to
+    # render (the log says why), or a file of another vendor than the device's.
+    UNRENDERED = "unrendered"
     NOT_SERVED = "not_served"  # 404: a file of the vendor that dls does not serve
     UNRECOGNISED = "unrecognised"  # 404: no profile knows the User-Agent or path
     AMBIGUOUS = "ambiguous"  # 404: the path fits several vendors, the User-Agent none
