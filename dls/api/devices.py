@@ -13,7 +13,7 @@ from dls.api.common import api
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
 from dls.api.routing import ApiError, Call, RequestModel
 from dls.devices import client_certificates, registry
-from dls.devices.effective import load_context
+from dls.devices.effective import join_documents, revision_column
 from dls.devices.models import Device, DeviceStatus, ProvisioningRecord, UnclaimedDevice
 from dls.tenancy.models import User
 
@@ -495,34 +495,31 @@ async def device_ledger(call: Call) -> dict[str, object]:
     response=Page[OutdatedOut],
 )
 async def outdated_devices(call: Call) -> dict[str, object]:
-    """Walks the tenant's active devices in id order, one page of candidates at a time.
-
-    The current revision is computed, not stored (see dls.devices.effective), so the
-    comparison happens here; a page may hold fewer than ``limit`` items.
-    """
+    """The tenant's devices whose last fetched revision is not their current one, in id
+    order: one query per page, the revisions compared by the database."""
     access = await require(call, call.params["tenant_id"], "device", "read")
     query: PageQuery = call.query
+    statement, docs = join_documents(select(Device), "current")
+    current = revision_column(docs)
     statement = apply_keyset(
-        select(Device.id).where(
-            Device.tenant_id == access.tenant.tenant_id, Device.status != DeviceStatus.RETIRED
+        statement.add_columns(current).where(
+            Device.tenant_id == access.tenant.tenant_id,
+            Device.status != DeviceStatus.RETIRED,
+            Device.last_revision.is_distinct_from(current),
         ),
         Device.id,
         Device.id,
         query.after,
         query.limit,
     )
-    ids = (await call.session.scalars(statement)).all()
-    page = page_of(ids, query.limit, lambda i: (i, i))
-    items = []
-    for device_id in page["items"]:
-        context = await load_context(call.session, device_id=device_id)
-        if context is None or context.device.last_revision == context.revision:
-            continue
-        items.append(
-            OutdatedOut(
-                device=device_out(context.device),
-                current_revision=context.revision,
-                last_revision=context.device.last_revision,
-            )
+    rows = (await call.session.execute(statement)).all()
+    page = page_of(rows, query.limit, lambda row: (row[0].id, row[0].id))
+    items = [
+        OutdatedOut(
+            device=device_out(device),
+            current_revision=revision,
+            last_revision=device.last_revision,
         )
+        for device, revision in page["items"]
+    ]
     return {"items": items, "next": page["next"]}

@@ -16,7 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Select, and_, bindparam, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -35,6 +45,7 @@ __all__ = [
     "load_context",
     "resolve_documents",
     "resolve_settings",
+    "revision_column",
     "settings_sources",
 ]
 
@@ -92,6 +103,16 @@ def config_revision(documents: Sequence[int | None], device: int) -> str:
     revisions (None: no document) and whose own row has revision ``device``."""
     parts = ".".join(str(revision or 0) for revision in documents)
     return f"{parts}-{device}"
+
+
+def revision_column(docs: Sequence[Any]) -> ColumnElement[str]:
+    """``config_revision`` computed by the database, over the aliases ``join_documents``
+    gave: to select or compare a page of devices' revisions in one query."""
+    text = String()
+    revision: ColumnElement[str] = cast(func.coalesce(docs[0].revision, 0), text)
+    for doc in docs[1:]:
+        revision = revision + literal(".", text) + cast(func.coalesce(doc.revision, 0), text)
+    return revision + literal("-", text) + cast(Device.revision, text)
 
 
 def _revision(documents: Sequence[StoredLayer | None], device: int) -> str:

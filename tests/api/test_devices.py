@@ -14,6 +14,7 @@ from dls.audit import AuditEntry
 from dls.db import asyncpg_reads
 from dls.db.engine import is_sqlite
 from dls.db.types import utcnow
+from dls.devices.effective import load_context
 from dls.devices.models import UnclaimedDevice
 from dls.provisioning.files import handler as handler_module
 from dls.services import Services
@@ -210,6 +211,49 @@ async def test_csv_import_reads_a_spreadsheets_file(client: Client, world: World
     assert status == 422, refused
     assert refused["details"][0]["field"] == "csv"
     assert "unknown column 'modell'" in refused["message"]
+
+
+async def test_outdated_devices_are_those_whose_last_fetch_is_not_current(
+    client: Client, world: World, services: Services
+) -> None:
+    """Compared by the database a page at a time: full pages, and the revision it names
+    is the one the device path computes (``load_context``)."""
+    tenant = world.tid("opted_in")
+    devices = [await _yealink(client, world, "opted_in", f"0015650020{i:02x}") for i in range(4)]
+    ids = [device["id"] for device in devices]
+    async with services.sessions() as session, session.begin():
+        for device_id in ids[:3]:  # fetched their current revision; the fourth never did
+            context = await load_context(session, device_id=device_id)
+            assert context is not None
+            context.device.last_revision = context.revision
+    admin = world.auth("opted_in_admin")
+    # A device-level change makes the second one outdated again.
+    put = await client.put(
+        f"/api/v1/tenants/{tenant}/devices/{ids[1]}/settings",
+        json={"settings": {"language": "fr"}},
+        headers=admin,
+    )
+    assert put.status == 200, await put.text()
+
+    async def outdated(after: str | None = None) -> Any:
+        query = "?limit=1" + (f"&after={after}" if after else "")
+        response = await client.get(
+            f"/api/v1/tenants/{tenant}/outdated-devices{query}", headers=admin
+        )
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+    first = await outdated()
+    second = await outdated(first["next"])
+    assert second["next"] is None
+    found = [*first["items"], *second["items"]]
+    assert [item["device"]["id"] for item in found] == [ids[1], ids[3]]
+    assert found[1]["last_revision"] is None
+    async with services.sessions() as session:
+        for item in found:
+            context = await load_context(session, device_id=item["device"]["id"])
+            assert context is not None
+            assert item["current_revision"] == context.revision != item["last_revision"]
 
 
 async def test_settings_levels_and_effective_config(client: Client, world: World) -> None:
