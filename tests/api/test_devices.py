@@ -1,5 +1,6 @@
 """The device registry through the admin API, in process."""
 
+import logging
 import time
 from typing import Any
 
@@ -505,3 +506,61 @@ async def test_a_head_request_is_answered_but_not_recorded_as_a_fetch(
         got = await device_path.get("/prov/001565aabbf1.cfg", headers=agent)
         assert got.status == 200 and got.headers["ETag"] == head.headers["ETag"]
         assert recorded == ["001565aabbf1.cfg"]
+
+
+async def test_a_configuration_that_cannot_render_is_logged_once_per_revision(
+    client: Client,
+    world: World,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A line without a registrar at any level fails to render: every poll of that
+    revision gets the 404, but the settings are read and the failure logged once, not
+    per poll; the admin's fix is a new revision, rendered at the next poll."""
+    tenant = world.tid("opted_in")
+    user = world.users["opted_in_user"]
+    admin = world.auth("opted_in_admin")
+    _, device = await _post(
+        client,
+        f"/tenants/{tenant}/devices",
+        "opted_in_admin",
+        world,
+        {"mac": "001565aabbf2", "vendor": "yealink", "model": "T46U", "user_id": user.id},
+    )
+    legacy = {"legacy_mac_only": True}
+    assert (
+        await client.patch(f"/api/v1/tenants/{tenant}", json=legacy, headers=admin)
+    ).status == 200
+    put = await client.put(
+        f"/api/v1/tenants/{tenant}/users/{user.id}/settings",
+        headers=admin,
+        json={"settings": {"lines": {"1": {"sip_user": "202", "password": "pw"}}}},
+    )
+    assert put.status == 200, await put.text()
+    reads: list[int] = []
+    real = handler_module.settings_sources
+
+    async def counted(reader: Any, device_id: int) -> Any:
+        reads.append(device_id)
+        return await real(reader, device_id)
+
+    monkeypatch.setattr(handler_module, "settings_sources", counted)
+    caplog.set_level(logging.WARNING, logger=handler_module.log.name)
+    agent = {"User-Agent": "Yealink SIP-T46U 108.86.0.90 001565aabbf2"}
+    async with TestClient(TestServer(build_device_app(services))) as device_path:
+
+        async def fetch() -> int:
+            return (await device_path.get("/prov/001565aabbf2.cfg", headers=agent)).status
+
+        assert [await fetch() for _ in range(3)] == [404, 404, 404]
+        assert reads == [device["id"]]
+        assert ["cannot render" in r.getMessage() for r in caplog.records] == [True]
+        put = await client.put(
+            f"/api/v1/tenants/{tenant}/settings",
+            headers=admin,
+            json={"settings": {"line_defaults": {"registrar": "sip.example.net"}}},
+        )
+        assert put.status == 200, await put.text()
+        assert await fetch() == 200
+        assert reads == [device["id"]] * 2

@@ -40,7 +40,7 @@ from dls.provisioning.files.profiles import (
     VendorProfile,
 )
 from dls.provisioning.files.render import RenderError, RenderRequest, render
-from dls.provisioning.files.render_cache import RenderCache, Rendered
+from dls.provisioning.files.render_cache import Failed, RenderCache, Rendered
 from dls.provisioning.files.trust import DeviceTrust, not_found
 from dls.provisioning.ledger import Fetch, Ledger
 from dls.request_body import BodyRefused, read_body
@@ -175,7 +175,8 @@ class FileProvisioner:
         self, facts: DeviceFacts, detection: Detection, offer: Offer | None
     ) -> Rendered | None:
         """The cached rendering for the device's revision and offer, or a new one: only
-        then are the settings documents loaded and decrypted."""
+        then are the settings documents loaded and decrypted. A rendering that failed is
+        kept too, and logged once: it fails the same way until the revision changes."""
         assert detection.file is not None
         profile = self._profiles.get(facts.vendor)
         if profile is None or profile.vendor != detection.vendor:
@@ -187,10 +188,13 @@ class FileProvisioner:
         key = (facts.id, detection.file.name, facts.revision, model.name, firmware_key)
         cached = self._cache.get(key)
         if cached is not None:
-            return cached
+            return cached if isinstance(cached, Rendered) else None
         sources = await settings_sources(self._services.reads, facts.id)
         if sources is None:  # deleted between the two reads
             return None
+        # Filed under the revision about to be rendered: if a change landed between the
+        # two reads, the next poll's facts name the new revision and render again.
+        key = (facts.id, detection.file.name, sources.revision, model.name, firmware_key)
         try:
             settings = resolve_documents(sources.documents, sources.user_line, self._box).settings
             # The version written beside the URL (Gigaset) is the offered one, never a
@@ -216,10 +220,8 @@ class FileProvisioner:
                 exc,
                 extra={"fields": {"revision": sources.revision}},
             )
+            self._cache.failed(key)
             return None
-        # Filed under the revision just rendered: if a change landed between the two
-        # reads, the next poll's facts name the new revision and render again.
-        key = (facts.id, detection.file.name, sources.revision, model.name, firmware_key)
         return self._cache.put(key, body, sources.revision)
 
     async def _common(self, request: web.Request, detection: Detection) -> web.StreamResponse:
@@ -236,6 +238,8 @@ class FileProvisioner:
         revision = found[0][0] if found else 0
         key = ("common", profile.vendor, detection.file.name, model.name, revision)
         rendered = self._cache.get(key)
+        if isinstance(rendered, Failed):
+            return counted(profile.vendor, Outcome.UNRENDERED, not_found())
         if rendered is None:
             settings = DeviceSettings()
             found = list(await reads.rows(_SYSTEM_DATA, {}))
@@ -258,6 +262,7 @@ class FileProvisioner:
                 )
             except RenderError as exc:
                 log.warning("cannot render common file %s: %s", detection.file.name, exc)
+                self._cache.failed(key)  # logged once per system revision
                 return counted(profile.vendor, Outcome.UNRENDERED, not_found())
             rendered = self._cache.put(key, body)
         return self._answer(request, rendered, detection)
