@@ -43,6 +43,7 @@ from dls.provisioning.files.render import RenderError, RenderRequest, render
 from dls.provisioning.files.render_cache import Failed, RenderCache, Rendered
 from dls.provisioning.files.trust import DeviceTrust, not_found
 from dls.provisioning.ledger import Fetch, Ledger
+from dls.quiet import QuietLog
 from dls.request_body import BodyRefused, read_body
 from dls.secretbox import SecretBox, SecretError
 from dls.services import Services
@@ -68,6 +69,7 @@ class FileProvisioner:
         self._profiles: ProfileSet = services.catalog.files
         self._detector = Detector(self._profiles)
         self._cache = RenderCache(services.settings.render_cache_entries)
+        self._quiet = QuietLog(log)
         self._box: SecretBox = services.box
         self._base_url = services.settings.device_url + PROVISIONING_PREFIX
         self._uploads = services.settings.data_dir / "uploads"
@@ -213,13 +215,9 @@ class FileProvisioner:
                 )
             )
         except (ResolutionError, RenderError, SecretError) as exc:
-            log.warning(
-                "cannot render %s for device %s: %s",
-                detection.file.name,
-                facts.id,
-                exc,
-                extra={"fields": {"revision": sources.revision}},
-            )
+            # One tenant's bad settings fail all its phones alike: one warning says so.
+            reason = f"cannot render {detection.file.name}: {exc}"
+            self._quiet.warning(reason, device=facts.id, revision=sources.revision)
             self._cache.failed(key)
             return None
         return self._cache.put(key, body, sources.revision)
@@ -261,8 +259,8 @@ class FileProvisioner:
                     )
                 )
             except RenderError as exc:
-                log.warning("cannot render common file %s: %s", detection.file.name, exc)
-                self._cache.failed(key)  # logged once per system revision
+                self._quiet.warning(f"cannot render common file {detection.file.name}: {exc}")
+                self._cache.failed(key)
                 return counted(profile.vendor, Outcome.UNRENDERED, not_found())
             rendered = self._cache.put(key, body)
         return self._answer(request, rendered, detection)

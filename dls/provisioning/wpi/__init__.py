@@ -10,6 +10,6 @@ self-setup, snapshot, decision, persistence), which reads the engine's snapshot 
 ``snapshot_builder`` and turns the decision into record changes with ``persist``; they
 use ``store`` (rows in and out), ``profile`` (settings to items), ``secure`` (the
 bootstrap), ``selfsetup`` (deployment PINs) and ``identity``; ``dispatch`` runs
-contact-me (``contact``) and housekeeping in the background; ``limits``, ``quiet`` and
-``runtime`` hold the per-process bounds.
+contact-me (``contact``) and housekeeping in the background; ``limits`` and ``runtime``
+hold the per-process bounds (``dls.quiet`` logs each repeated problem once).
 """

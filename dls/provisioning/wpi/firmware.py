@@ -50,8 +50,8 @@ from dls.firmware.versions import same_version
 from dls.provisioning.wpi.items import SOFTWARE_VERSION
 from dls.provisioning.wpi.messages import FilePriority, ReasonForContact, WorkpointMessage
 from dls.provisioning.wpi.phone import JobRow
-from dls.provisioning.wpi.quiet import QuietLog
 from dls.provisioning.wpi.session import SessionState
+from dls.quiet import QuietLog
 
 __all__ = [
     "ORIGIN",

@@ -17,7 +17,7 @@ from dls.devices.unify import KeyedHash, keyed_hash
 from dls.provisioning.wpi.items import Item
 from dls.provisioning.wpi.limits import Admission, KeyedRateLimit, RateLimit
 from dls.provisioning.wpi.profile import UnifyProfile, load_profile
-from dls.provisioning.wpi.quiet import QuietLog
+from dls.quiet import QuietLog
 from dls.secretbox import SecretBox
 from dls.services import Services
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 
 import pytest
@@ -17,7 +16,6 @@ from dls.provisioning.wpi.limits import (
     KeyedRateLimit,
     RateLimit,
 )
-from dls.provisioning.wpi.quiet import MAX_REASONS, QuietLog
 
 
 def test_new_interactions_are_refused_first_and_admitted_ones_continue() -> None:
@@ -49,20 +47,6 @@ def test_token_buckets() -> None:
     assert keyed.allow("a") and not keyed.allow("a")
     assert keyed.allow("b") and keyed.allow("c")
     assert keyed.allow("a")  # dropped when the table was full: errs towards allowing
-
-
-def test_quiet_log_warns_once_per_reason_in_bounded_memory(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    logger = logging.getLogger("test.quiet")
-    caplog.set_level(logging.DEBUG, "test.quiet")
-    quiet = QuietLog(logger)
-    for _ in range(3):
-        quiet.warning("same reason", remote="x")
-    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
-    for number in range(MAX_REASONS * 2):
-        quiet.warning(f"reason {number}")
-    assert len(quiet._seen) <= MAX_REASONS
 
 
 @pytest.mark.parametrize(
@@ -120,9 +104,3 @@ def test_turns_follow_the_rate_the_server_sustained_not_the_rate_while_refusing(
             admission.finished(now - 30 + second + tick / 200)
     waits = [admission.retry_after(now) for _ in range(2400)]
     assert RETRY_AFTER_MIN + 9 <= waits[-1] <= RETRY_AFTER_MIN + 11  # 2,400 at 240/s
-
-
-def test_quiet_log_fields_may_be_called_reason(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, "test.quiet.fields")
-    QuietLog(logging.getLogger("test.quiet.fields")).warning("violation", reason="why")
-    assert caplog.records[0].fields == {"reason": "why"}  # type: ignore[attr-defined]
