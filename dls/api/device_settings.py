@@ -34,6 +34,14 @@ class SettingsPut(RequestModel):
         description="A sparse settings document (see the README). Absent fields inherit, "
         "null clears what levels above set; a secret sent back as ******** keeps its value."
     )
+    revision: int | None = Field(
+        default=None,
+        ge=0,
+        description="The revision the change is based on (as read with GET; 0: nothing "
+        "stored yet). When given and another change landed since, the PUT is refused with "
+        "409 and changes nothing, so two admins editing the same level cannot undo each "
+        "other's work unseen.",
+    )
 
 
 class GroupCreate(RequestModel):
@@ -156,6 +164,11 @@ async def _put(call: Call, access: Any, scope: Scope, key: str) -> SettingsOut:
             details=details,
         ) from None
     document = await _document(call, scope, key)
+    stored = document.revision if document else 0
+    if body.revision is not None and body.revision != stored:
+        raise ApiError.conflict(
+            f"these settings changed since revision {body.revision} (now {stored}); read them again"
+        )
     try:
         data = encode_layer(
             layer, call.services.box, purpose(scope.value, key), document.data if document else None

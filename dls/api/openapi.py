@@ -43,7 +43,7 @@ _ERRORS = {
     "403": "Not permitted for the caller's role in this tenant",
     "404": "Not found, or not visible to the caller (existence is not revealed)",
     "408": "The body did not arrive within body_timeout; the connection is closed",
-    "409": "Conflicts with existing data",
+    "409": "Conflicts with existing data, or another request changed it since it was read",
     "413": "Body larger than the limit",
     "415": "Body is not application/json",
     "422": "Invalid or unknown field; details name each field",

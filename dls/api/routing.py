@@ -22,6 +22,7 @@ from typing import Any, cast
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from dls.auth.tokens import authenticate_token
 from dls.db.engine import WRITER, read_only
@@ -244,6 +245,12 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
             return _answer(endpoint, adapter, await endpoint.handler(call))
         except ApiError as error:
             return error_response(error)
+        except StaleDataError:
+            # A version counter (settings documents, devices, rollouts) says another
+            # request changed the row since this one read it: nothing was written.
+            return error_response(
+                ApiError.conflict("changed by another request meanwhile; read it again")
+            )
         except DomainError as error:
             if error.conflict:
                 return error_response(ApiError.conflict(str(error)))

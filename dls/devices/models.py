@@ -63,6 +63,13 @@ class SettingsDocument(Base):
     revision: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
+    # The revision is also a version counter: an ORM update is "... WHERE revision = the one
+    # read", so two changes that read the same revision cannot both commit (the second
+    # raises StaleDataError). Without it two admins' PUTs on PostgreSQL both wrote
+    # revision n + 1 with different contents, and a rendering cached for the first was
+    # served for the second. Code sets the next value itself (only when data changes).
+    __mapper_args__ = {"version_id_col": revision, "version_id_generator": False}
+
 
 class DeviceGroup(Base):
     __tablename__ = "device_groups"
@@ -91,7 +98,8 @@ class Device(Base):
         enum_column(DeviceStatus), default=DeviceStatus.UNASSIGNED
     )
     # Bumped when an assignment that shapes the configuration changes (user, line, group,
-    # model); part of the device's configuration revision.
+    # model); part of the device's configuration revision, and its version counter (as
+    # SettingsDocument's): two admin changes based on the same read cannot both commit.
     revision: Mapped[int] = mapped_column(Integer, default=1)
     digest_password: Mapped[str | None] = mapped_column(String(200))  # ciphertext
     # The client certificate dls's device CA issued for it (dls.devices.client_certificates)
@@ -109,6 +117,8 @@ class Device(Base):
     retired_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    __mapper_args__ = {"version_id_col": revision, "version_id_generator": False}
 
 
 class UnclaimedDevice(Base):

@@ -564,3 +564,30 @@ async def test_a_configuration_that_cannot_render_is_logged_once_per_revision(
         assert put.status == 200, await put.text()
         assert await fetch() == 200
         assert reads == [device["id"]] * 2
+
+
+async def test_a_settings_change_based_on_an_old_revision_is_refused(
+    client: Client, world: World
+) -> None:
+    """Two admins (a partner's and the customer's, say) edit the tenant's settings from
+    the same read: the second PUT that names the revision it read is refused, unchanged."""
+    tenant = world.tid("opted_in")
+    admin = world.auth("opted_in_admin")
+    path = f"/api/v1/tenants/{tenant}/settings"
+
+    async def put(body: dict[str, Any]) -> tuple[int, Any]:
+        response = await client.put(path, json=body, headers=admin)
+        return response.status, await response.json()
+
+    assert (await put({"settings": {"language": "de"}, "revision": 1}))[0] == 409  # none yet
+    status, first = await put({"settings": {"language": "de"}, "revision": 0})
+    assert (status, first["revision"]) == (200, 1)
+    status, second = await put({"settings": {"language": "fr"}, "revision": 1})
+    assert (status, second["revision"]) == (200, 2)
+    status, refused = await put({"settings": {"language": "it"}, "revision": 1})
+    assert (status, refused["error"]) == (409, "conflict")
+    assert "since revision 1 (now 2)" in refused["message"]
+    stored = await (await client.get(path, headers=admin)).json()
+    assert (stored["settings"], stored["revision"]) == ({"language": "fr"}, 2)
+    # Without a revision a PUT replaces whatever is there, as before.
+    assert (await put({"settings": {"language": "it"}}))[0] == 200

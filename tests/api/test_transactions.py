@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dls.api.routing import Api, Call
@@ -21,7 +21,7 @@ from dls.auth.models import AccessToken
 from dls.db.engine import is_sqlite
 from dls.db.types import utcnow
 from dls.devices import client_certificates
-from dls.devices.models import Device
+from dls.devices.models import Device, Scope, SettingsDocument
 from dls.middleware import LISTENER, request_context
 from dls.services import SERVICES, Services
 from dls.tenancy.models import Tenant
@@ -188,6 +188,49 @@ async def test_a_handler_that_streams_its_body_writes_in_a_transaction_of_its_ow
     assert answer.status == 204
     assert await _name(services, world) == "uploaded"
     assert (await client.post("/api/v1/upload", data=b"anonymous")).status == 401
+
+
+async def test_a_change_that_lost_a_race_is_a_409_and_writes_nothing(
+    services: Services, world: World, aiohttp_client: Any
+) -> None:
+    """PostgreSQL: two admin transactions read the same settings revision and both write
+    (on SQLite the write lock, taken first, orders them). The later one fails on the
+    revision's version counter and is answered 409, not 500; the earlier one stands."""
+    if is_sqlite(services.engine):
+        pytest.skip("PostgreSQL only: SQLite's writers take the write lock before they read")
+    table = Api("/api/v1")
+    tenant = world.tid("opted_in")
+
+    async def bump(session: Any, language: str) -> None:
+        document = await session.scalar(
+            select(SettingsDocument).where(
+                SettingsDocument.scope == Scope.TENANT, SettingsDocument.scope_key == tenant
+            )
+        )
+        document.data = {"language": language}
+        document.revision += 1
+
+    async with services.sessions() as session, session.begin():
+        session.add(SettingsDocument(scope=Scope.TENANT, scope_key=tenant, data={}, revision=1))
+
+    @table.route("POST", "/race", summary="t", tag="test", response=None)
+    async def race(call: Call) -> None:
+        await bump(call.session, "late")  # read revision 1, changed in this transaction
+        async with services.sessions() as other, other.begin():
+            await bump(other, "early")  # another request commits revision 2 meanwhile
+
+    app = web.Application(middlewares=[request_context])
+    app[SERVICES], app[LISTENER] = services, "admin"
+    table.install(app)
+    client = await aiohttp_client(app)
+    answer = await client.post("/api/v1/race", headers=world.auth("opted_in_admin"))
+    assert answer.status == 409, await answer.text()
+    assert (await answer.json())["error"] == "conflict"
+    async with services.sessions() as session:
+        stored = await session.scalar(
+            select(SettingsDocument).where(SettingsDocument.scope_key == tenant)
+        )
+    assert (stored.data, stored.revision) == ({"language": "early"}, 2)
 
 
 async def _name(services: Services, world: World) -> str:
