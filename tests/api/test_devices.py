@@ -32,17 +32,23 @@ async def _post(client: Client, path: str, who: str, world: World, body: Any) ->
     return response.status, await response.json()
 
 
-async def _yealink(client: Client, world: World, tenant: str, mac: str) -> Any:
-    """A T46U registered in ``tenant`` by its admin."""
+async def _yealink(client: Client, world: World, tenant: str, mac: str, **extra: Any) -> Any:
+    """A T46U registered in ``tenant`` by its admin (``extra``: a user_id, ...)."""
     status, device = await _post(
         client,
         f"/tenants/{world.tid(tenant)}/devices",
         f"{tenant}_admin",
         world,
-        {"mac": mac, "vendor": "yealink", "model": "T46U"},
+        {"mac": mac, "vendor": "yealink", "model": "T46U", **extra},
     )
     assert status == 201, device
     return device
+
+
+async def _import(client: Client, world: World, csv: str) -> Any:
+    """A CSV import into the opted-in customer by its admin: (status, answer)."""
+    path = f"/tenants/{world.tid('opted_in')}/devices/import"
+    return await _post(client, path, "opted_in_admin", world, {"csv": csv})
 
 
 async def test_register_assign_send_and_retire(client: Client, world: World) -> None:
@@ -158,9 +164,7 @@ async def test_csv_import_reports_each_row(client: Client, world: World) -> None
         "001565000001,T46U,,\n"
         "000b82000001,HT802,,2\n"
     )
-    status, report = await _post(
-        client, f"/tenants/{tenant}/devices/import", "opted_in_admin", world, {"csv": csv}
-    )
+    status, report = await _import(client, world, csv)
     assert status == 200, report
     outcomes = [(r["row"], r["outcome"]) for r in report]
     assert outcomes == [
@@ -189,9 +193,7 @@ async def test_csv_import_reads_a_spreadsheets_file(client: Client, world: World
         "SIP-T46U;00:15:65:00:10:01;opted_in_user;2\r\n"
         "VVX 450;00:04:F2:00:10:02;;\r\n"
     )
-    status, report = await _post(
-        client, f"/tenants/{tenant}/devices/import", "opted_in_admin", world, {"csv": csv}
-    )
+    status, report = await _import(client, world, csv)
     assert status == 200, report
     assert [(r["row"], r["mac"], r["outcome"]) for r in report] == [
         (2, "001565001001", "created"),
@@ -202,13 +204,7 @@ async def test_csv_import_reads_a_spreadsheets_file(client: Client, world: World
     ).json()
     models = {d["mac"]: (d["vendor"], d["model"]) for d in listed["items"]}
     assert models == {"001565001001": ("yealink", "T46U"), "0004f2001002": ("poly", "VVX450")}
-    status, refused = await _post(
-        client,
-        f"/tenants/{tenant}/devices/import",
-        "opted_in_admin",
-        world,
-        {"csv": "mac;modell\n001565001002;T46U\n"},
-    )
+    status, refused = await _import(client, world, "mac;modell\n001565001002;T46U\n")
     assert status == 422, refused
     assert refused["details"][0]["field"] == "csv"
     assert "unknown column 'modell'" in refused["message"]
@@ -521,13 +517,7 @@ async def test_a_configuration_that_cannot_render_is_logged_once_per_revision(
     tenant = world.tid("opted_in")
     user = world.users["opted_in_user"]
     admin = world.auth("opted_in_admin")
-    _, device = await _post(
-        client,
-        f"/tenants/{tenant}/devices",
-        "opted_in_admin",
-        world,
-        {"mac": "001565aabbf2", "vendor": "yealink", "model": "T46U", "user_id": user.id},
-    )
+    device = await _yealink(client, world, "opted_in", "001565aabbf2", user_id=user.id)
     legacy = {"legacy_mac_only": True}
     assert (
         await client.patch(f"/api/v1/tenants/{tenant}", json=legacy, headers=admin)
