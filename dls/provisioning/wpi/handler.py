@@ -16,6 +16,7 @@ import re
 from aiohttp import web
 from sqlalchemy import exists, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm.exc import StaleDataError
 
 from dls.db.types import utcnow
 from dls.db.unavailable import database_unavailable
@@ -161,8 +162,10 @@ async def dcmp_contact_me(request: web.Request) -> web.Response:
 
 def _database_failed(what: str, exc: Exception) -> None:
     """Logged like the middleware logs any request's (``dls.middleware``): the database
-    being away is one warning line per request, anything else a traceback. The phone is
-    answered 503 either way: it comes back, and the retry decides again."""
+    being away is one warning line per request, anything else a traceback. A row's version
+    counter refusing a change (an admin changed the device meanwhile) is a race, not a
+    bug: a warning too. The phone is answered 503 either way: it comes back, and the retry
+    decides again."""
     if database_unavailable(exc):
         log.warning(
             "%s: database unavailable: %s: %s; answering 503",
@@ -170,6 +173,8 @@ def _database_failed(what: str, exc: Exception) -> None:
             type(exc).__name__,
             str(exc)[:200],
         )
+    elif isinstance(exc, StaleDataError):
+        log.warning("%s: a row changed by another request meanwhile; answering 503", what)
     else:
         log.error("%s failed on the database; answering 503", what, exc_info=exc)
 

@@ -16,6 +16,7 @@ from lxml import etree
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from dls import audit
 from dls.app import build_device_app
@@ -718,9 +719,10 @@ async def test_a_message_that_keeps_losing_the_race_gets_503(
     ("failure", "logged"),
     [
         (ConnectionRefusedError(111, "Connection refused"), ("WARNING", False)),
+        (StaleDataError("UPDATE devices matched 0 rows"), ("WARNING", False)),
         (IntegrityError("INSERT", None, Exception("a bug")), ("ERROR", True)),
     ],
-    ids=["database-away", "bug"],
+    ids=["database-away", "lost-a-race", "bug"],
 )
 async def test_a_database_failure_is_503_and_logged_by_what_it_is(
     device_client: TestClient[Any, Any],
