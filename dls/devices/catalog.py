@@ -10,12 +10,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dls.firmware.catalog import model_key
 from dls.provisioning.files.profiles import (
     DEFAULT_PROFILES_DIR,
     WPI_FAMILY,
     ProfileSet,
     load_profiles,
-    model_key,
 )
 
 __all__ = ["ModelCatalog", "load_catalog"]

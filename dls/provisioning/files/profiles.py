@@ -39,6 +39,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from dls.devices.settings import MAX_LINE_INDEX, TimeZoneName, VendorName
+from dls.firmware.catalog import model_key
 
 __all__ = [
     "DEFAULT_PROFILES_DIR",
@@ -69,7 +70,6 @@ __all__ = [
     "VersionKind",
     "load_profile",
     "load_profiles",
-    "model_key",
     "template_fields",
 ]
 
@@ -339,15 +339,6 @@ _SAMPLE_FIELDS: dict[str, Any] = {
     "provider": 1,
     "value": "v",
 }
-
-
-_SEPARATORS = str.maketrans("", "", " -_")
-
-
-def model_key(name: str) -> str:
-    """A model name as spellings of it agree: without case, spaces, hyphens or
-    underscores ("VVX 450", "VVX_450" in Poly's User-Agent, "vvx450")."""
-    return name.casefold().translate(_SEPARATORS)
 
 
 def template_fields(template: str) -> set[str]:
