@@ -47,7 +47,6 @@ __all__ = [
     "audit_changes",
     "check_request",
     "file_chunks",
-    "import_image",
     "receive_image",
     "record_image",
 ]
@@ -142,24 +141,6 @@ def check_request(
     )
 
 
-async def import_image(
-    session: AsyncSession,
-    store: BlobStore,
-    checked: CheckedRequest,
-    chunks: AsyncIterable[bytes | bytearray | memoryview],
-    *,
-    max_size: int,
-    imported_by: int | None,
-    now: dt.datetime,
-) -> ImportResult:
-    """Stream, verify, store and record one image (rules in the module docstring), in
-    ``session``'s transaction. Callers that must not hold a write transaction while the
-    bytes arrive (SQLite's one write lock) call ``receive_image`` first and
-    ``record_image`` in a transaction of its own."""
-    stored = await receive_image(store, checked, chunks, max_size=max_size)
-    return await record_image(session, checked, stored, imported_by, now)
-
-
 async def receive_image(
     store: BlobStore,
     checked: CheckedRequest,
@@ -167,7 +148,8 @@ async def receive_image(
     *,
     max_size: int,
 ) -> StoredBlob:
-    """Steps 1 and 2: the bytes, streamed into the store and verified; no database."""
+    """Steps 1 and 2: the bytes, streamed into the store and verified; no database, so
+    no transaction is held while they arrive (``record_image`` follows in its own)."""
     limit = min(max_size, checked.expected_size or max_size)
     try:
         if checked.expected_sha256 and await asyncio.to_thread(
@@ -317,7 +299,7 @@ async def _discard(store: BlobStore, stored: StoredBlob) -> None:
 
 
 async def file_chunks(path: Path, size: int = FILE_CHUNK) -> AsyncIterable[bytes]:
-    """A file's bytes for ``import_image``, read in worker threads."""
+    """A file's bytes for ``receive_image``, read in worker threads."""
     handle = await asyncio.to_thread(path.open, "rb")
     try:
         while chunk := await asyncio.to_thread(handle.read, size):

@@ -5,17 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dls.config import Settings
 from dls.db.types import utcnow
 from dls.devices.models import Device, DeviceGroup, DeviceStatus, Scope, SettingsDocument
+from dls.firmware.blobstore import BlobStore
 from dls.firmware.catalog import model_key
+from dls.firmware.imports import CheckedRequest, ImportResult, receive_image, record_image
 from dls.firmware.models import ChecksumSource, FirmwareImage, FirmwareImageModel
 from dls.firmware.versions import version_key
 from dls.services import Services
@@ -135,3 +137,19 @@ def fleet(services: Services) -> Fleet:
 
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+
+
+async def import_image(
+    session: AsyncSession,
+    store: BlobStore,
+    checked: CheckedRequest,
+    chunks: AsyncIterable[bytes],
+    *,
+    max_size: int,
+    imported_by: int | None,
+    now: dt.datetime,
+) -> ImportResult:
+    """An image received and recorded in ``session``'s transaction, as the API and the
+    command line do in two steps."""
+    stored = await receive_image(store, checked, chunks, max_size=max_size)
+    return await record_image(session, checked, stored, imported_by, now)

@@ -13,9 +13,10 @@ from dls.db.types import utcnow
 from dls.devices.catalog import load_catalog as load_models
 from dls.firmware.blobstore import BlobStore
 from dls.firmware.catalog import FirmwareCatalog, load_catalog
-from dls.firmware.imports import ImportRefused, ImportRequest, check_request, import_image
+from dls.firmware.imports import ImportRefused, ImportRequest, check_request
 from dls.firmware.models import ChecksumSource, FirmwareImage, FirmwareImageModel
 from dls.services import Services
+from tests.firmware.conftest import import_image
 
 GENUINE = b"snom image bytes " * 1000
 SIZED = b"yealink image bytes " * 500

@@ -18,12 +18,12 @@ from dls.app import build_device_app
 from dls.db.types import utcnow
 from dls.firmware import serving
 from dls.firmware.engine import DeviceState, WavePlan
-from dls.firmware.imports import ImportRequest, check_request, import_image
+from dls.firmware.imports import ImportRequest, check_request
 from dls.firmware.models import FirmwareImage, RolloutDevice
 from dls.firmware.rollouts import create_rollout
 from dls.firmware.serving import etag_of
 from dls.services import Services
-from tests.firmware.conftest import Fleet
+from tests.firmware.conftest import Fleet, import_image
 from tests.firmware.test_rollouts import TARGET, request
 
 pytestmark = pytest.mark.db
