@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Any
 
-from dls.db.unavailable import database_unavailable
+from dls.db.unavailable import database_unavailable, describe
 
 __all__ = ["FailureLog", "cancel_and_wait"]
 
@@ -34,10 +34,9 @@ class FailureLog:
         if self._away_since is None:
             self._away_since = time.monotonic()
             self._log.warning(
-                "%s: database unavailable (%s: %s); retrying until it answers",
+                "%s: database unavailable (%s); retrying until it answers",
                 self._work,
-                type(exc).__name__,
-                str(exc)[:200],
+                describe(exc),
             )
 
     def succeeded(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dls.db.unavailable import database_unavailable
+from dls.db.unavailable import database_unavailable, describe
 from dls.logs import REQUEST_ID
 from dls.metrics import REQUEST_SECONDS, REQUESTS
 
@@ -60,9 +60,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         # come back later; the log says what, once, without a traceback.
         status = 503
         log.warning(
-            "database unavailable: %s: %s",
-            type(exc).__name__,
-            str(exc)[:200],
+            "database unavailable: %s",
+            describe(exc),
             extra={"fields": {"path": loggable_path(request)}},
         )
         raise web.HTTPServiceUnavailable(

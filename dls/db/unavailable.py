@@ -16,7 +16,7 @@ import sqlite3
 import asyncpg
 from sqlalchemy import exc
 
-__all__ = ["DatabaseTimeout", "database_unavailable"]
+__all__ = ["DatabaseTimeout", "database_unavailable", "describe"]
 
 
 class DatabaseTimeout(TimeoutError):
@@ -46,3 +46,9 @@ def database_unavailable(error: BaseException) -> bool:
         return False
     orig = getattr(error, "orig", None)
     return getattr(orig, "sqlite_errorcode", None) != sqlite3.SQLITE_READONLY
+
+
+def describe(error: BaseException) -> str:
+    """``error`` for the one log line a database failure gets: its type and the start of
+    its message (a driver's message can run to pages)."""
+    return f"{type(error).__name__}: {str(error)[:200]}"

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 
 from dls.db.types import utcnow
-from dls.db.unavailable import database_unavailable
+from dls.db.unavailable import database_unavailable, describe
 from dls.db.writes import WriteConflict
 from dls.devices.models import Device
 from dls.devices.unify import ACTIVE_JOB_STATES, DeviceJob
@@ -167,12 +167,7 @@ def _database_failed(what: str, exc: Exception) -> None:
     bug: a warning too. The phone is answered 503 either way: it comes back, and the retry
     decides again."""
     if database_unavailable(exc):
-        log.warning(
-            "%s: database unavailable: %s: %s; answering 503",
-            what,
-            type(exc).__name__,
-            str(exc)[:200],
-        )
+        log.warning("%s: database unavailable: %s; answering 503", what, describe(exc))
     elif isinstance(exc, StaleDataError):
         log.warning("%s: a row changed by another request meanwhile; answering 503", what)
     else:
