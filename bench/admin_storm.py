@@ -8,8 +8,10 @@ revision for all 1,000 phones, so each of their next polls renders anew.
 
 ``--change valid`` reads the tenant's document and sends it back with one raw key
 changed and the revision it read; ``--change breaking`` replaces it with a document
-without the registrar, so no phone's file renders (the mistake of a PUT that meant to
-change one key). Prints wrk's figures, the admin requests' latencies and statuses, and
+without the registrar (the mistake of a PUT that meant to change one key), which the
+server refuses (422 breaks_devices) after checking a sample of the phones;
+``--change forced`` sends the same with ``"force": true``, so it is stored and no
+phone's file renders. Prints wrk's figures, the admin requests' latencies and statuses, and
 how many warning and error lines the server logged.
 
     .venv/bin/python bench/admin_storm.py --change breaking
@@ -44,7 +46,7 @@ _OPERATOR = re.compile(r"user (\S+)  password (\S+)")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--change", choices=("valid", "breaking"), default="valid")
+    parser.add_argument("--change", choices=("valid", "breaking", "forced"), default="valid")
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--duration", type=int, default=30, help="seconds of load")
@@ -150,7 +152,7 @@ async def _admin_while_loaded(
                 change = {"settings": document, "revision": current["revision"]}
             else:
                 raw = {"yealink": {"features.dnd.enable": str(number % 2)}}
-                change = {"settings": {"raw": raw}}
+                change = {"settings": {"raw": raw}, "force": args.change == "forced"}
             await call("change", "PUT", settings, change)
             await call("list", "GET", f"/tenants/{tenant}/devices?limit=50")
             await call("outdated", "GET", f"/tenants/{tenant}/outdated-devices?limit=50")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -16,10 +17,14 @@ from dls.devices.inheritance import ResolutionError, SettingsLayer, effective_vi
 from dls.devices.layers import encode_layer, masked_layer_json, purpose
 from dls.devices.models import Device, DeviceGroup, Scope, SettingsDocument
 from dls.firmware.delivery import explain
+from dls.provisioning.files.handler import PROVISIONING_PREFIX
 from dls.provisioning.files.preview import render_previews
+from dls.provisioning.impact import CHECK_LIMIT, Impact, settings_change_impact
 from dls.tenancy.models import User
+from dls.tenancy.policy import Access
 
 TAG = "device settings"
+BROKEN_SHOWN = 10  # devices a refused change names in its details
 
 
 class SettingsOut(BaseModel):
@@ -41,6 +46,12 @@ class SettingsPut(RequestModel):
         "stored yet). When given and another change landed since, the PUT is refused with "
         "409 and changes nothing, so two admins editing the same level cannot undo each "
         "other's work unseen.",
+    )
+    force: bool = Field(
+        default=False,
+        description="Store the document even when devices below the level that render now "
+        "would no longer render with it (otherwise 422 breaks_devices, naming them). Up to "
+        f"{CHECK_LIMIT} devices are checked, drawn at random when more are affected.",
     )
 
 
@@ -144,10 +155,61 @@ def _out(scope: Scope, key: str, document: SettingsDocument | None) -> SettingsO
     )
 
 
-async def _put(call: Call, access: Any, scope: Scope, key: str) -> SettingsOut:
+# Where a PUT writes: the caller's access (None: the operator's system level) and the
+# document's key, decided from the rows of the transaction it is given (Call.writing()
+# decides it again before writing).
+Target = Callable[[Call], Awaitable[tuple[Access | None, str]]]
+
+
+async def _put(call: Call, scope: Scope, target: Target) -> SettingsOut:
+    """Validate, check what the change does to the devices below the level (outside the
+    write lock: it resolves and renders up to a few hundred devices), then store it in a
+    short transaction of its own."""
     body: SettingsPut = call.body
+    access, key = await target(call)
+    layer = _validated(body.settings)
+    document = await _document(call, scope, key)
+    _check_revision(body, document)
+    if not body.force:
+        data = _encoded(call, layer, scope, key, document)
+        impact = await settings_change_impact(
+            call.session,
+            call.services.catalog.files,
+            call.services.settings.device_url + PROVISIONING_PREFIX,
+            scope,
+            key,
+            data,
+        )
+        if impact.broken:
+            raise _breaks_devices(impact)
+    async with call.writing() as writing:
+        access, key = await target(writing)
+        document = await _document(writing, scope, key)
+        _check_revision(body, document)
+        data = _encoded(writing, layer, scope, key, document)
+        if document is None:
+            document = SettingsDocument(scope=scope, scope_key=key, data=data, revision=1)
+            writing.session.add(document)
+        elif document.data != data:
+            document.data = data
+            document.revision += 1
+        await writing.session.flush()
+        # The audit entry holds the masked document: what was set, never a secret.
+        record(
+            writing,
+            access,
+            "settings.put",
+            f"settings.{scope.value}",
+            key,
+            {"settings": masked_layer_json(data), "revision": document.revision},
+            target_tenant_id=access.tenant.tenant_id if access else None,
+        )
+        return _out(scope, key, document)
+
+
+def _validated(settings: dict[str, Any]) -> SettingsLayer:
     try:
-        layer = SettingsLayer.model_validate(body.settings)
+        return SettingsLayer.model_validate(settings)
     except ValidationError as exc:
         details = [
             {
@@ -163,36 +225,44 @@ async def _put(call: Call, access: Any, scope: Scope, key: str) -> SettingsOut:
             "; ".join(f"{d['field']}: {d['message']}" for d in details),
             details=details,
         ) from None
-    document = await _document(call, scope, key)
+
+
+def _check_revision(body: SettingsPut, document: SettingsDocument | None) -> None:
     stored = document.revision if document else 0
     if body.revision is not None and body.revision != stored:
         raise ApiError.conflict(
             f"these settings changed since revision {body.revision} (now {stored}); read them again"
         )
+
+
+def _encoded(
+    call: Call, layer: SettingsLayer, scope: Scope, key: str, document: SettingsDocument | None
+) -> dict[str, Any]:
     try:
-        data = encode_layer(
+        return encode_layer(
             layer, call.services.box, purpose(scope.value, key), document.data if document else None
         )
     except ValueError as exc:
         raise ApiError.invalid("settings", str(exc)) from None
-    if document is None:
-        document = SettingsDocument(scope=scope, scope_key=key, data=data, revision=1)
-        call.session.add(document)
-    elif document.data != data:
-        document.data = data
-        document.revision += 1
-    await call.session.flush()
-    # The audit entry holds the masked document: what was set, never a secret.
-    record(
-        call,
-        access,
-        "settings.put",
-        f"settings.{scope.value}",
-        key,
-        {"settings": masked_layer_json(data), "revision": document.revision},
-        target_tenant_id=access.tenant.tenant_id if access else None,
+
+
+def _breaks_devices(impact: Impact) -> ApiError:
+    first = impact.broken[0]
+    shown = impact.broken[:BROKEN_SHOWN]
+    sampled = (
+        f" (a sample of {impact.checked} of {impact.affected})"
+        if impact.checked < impact.affected
+        else ""
     )
-    return _out(scope, key, document)
+    return ApiError(
+        422,
+        "breaks_devices",
+        f"with these settings {len(impact.broken)} of the {impact.checked} devices checked"
+        f"{sampled} would no longer get a configuration, e.g. device {first.device_id} "
+        f"({first.mac}): {first.problem.splitlines()[0]}; nothing was changed (send "
+        '"force": true to store them anyway)',
+        details=[{"device_id": b.device_id, "mac": b.mac, "problem": b.problem} for b in shown],
+    )
 
 
 # --- system -----------------------------------------------------------------------------
@@ -217,10 +287,14 @@ async def get_system_settings(call: Call) -> SettingsOut:
     tag=TAG,
     body=SettingsPut,
     response=SettingsOut,
+    writes=False,  # checks the devices below first, then writes in Call.writing()
 )
 async def put_system_settings(call: Call) -> SettingsOut:
-    require_operator(call)
-    return await _put(call, None, Scope.SYSTEM, SYSTEM_KEY)
+    async def target(call: Call) -> tuple[Access | None, str]:
+        require_operator(call)
+        return None, SYSTEM_KEY
+
+    return await _put(call, Scope.SYSTEM, target)
 
 
 # --- tenant, group, user, device ----------------------------------------------------------
@@ -246,10 +320,14 @@ async def get_tenant_settings(call: Call) -> SettingsOut:
     tag=TAG,
     body=SettingsPut,
     response=SettingsOut,
+    writes=False,  # checks the devices below first, then writes in Call.writing()
 )
 async def put_tenant_settings(call: Call) -> SettingsOut:
-    access = await require(call, call.params["tenant_id"], "settings", "write")
-    return await _put(call, access, Scope.TENANT, access.tenant.tenant_id)
+    async def target(call: Call) -> tuple[Access | None, str]:
+        access = await require(call, call.params["tenant_id"], "settings", "write")
+        return access, access.tenant.tenant_id
+
+    return await _put(call, Scope.TENANT, target)
 
 
 @api.route(
@@ -317,13 +395,17 @@ async def get_group_settings(call: Call) -> SettingsOut:
     tag=TAG,
     body=SettingsPut,
     response=SettingsOut,
+    writes=False,  # checks the devices below first, then writes in Call.writing()
 )
 async def put_group_settings(call: Call) -> SettingsOut:
-    access = await require(call, call.params["tenant_id"], "settings", "write")
-    group = await owned(
-        call, DeviceGroup, call.params["group_id"], access.tenant.tenant_id, "device group"
-    )
-    return await _put(call, access, Scope.GROUP, str(group.id))
+    async def target(call: Call) -> tuple[Access | None, str]:
+        access = await require(call, call.params["tenant_id"], "settings", "write")
+        group = await owned(
+            call, DeviceGroup, call.params["group_id"], access.tenant.tenant_id, "device group"
+        )
+        return access, str(group.id)
+
+    return await _put(call, Scope.GROUP, target)
 
 
 @api.route(
@@ -346,11 +428,15 @@ async def get_user_settings(call: Call) -> SettingsOut:
     tag=TAG,
     body=SettingsPut,
     response=SettingsOut,
+    writes=False,  # checks the devices below first, then writes in Call.writing()
 )
 async def put_user_settings(call: Call) -> SettingsOut:
-    access = await require(call, call.params["tenant_id"], "settings", "write")
-    user = await owned(call, User, call.params["user_id"], access.tenant.tenant_id, "user")
-    return await _put(call, access, Scope.USER, str(user.id))
+    async def target(call: Call) -> tuple[Access | None, str]:
+        access = await require(call, call.params["tenant_id"], "settings", "write")
+        user = await owned(call, User, call.params["user_id"], access.tenant.tenant_id, "user")
+        return access, str(user.id)
+
+    return await _put(call, Scope.USER, target)
 
 
 @api.route(
@@ -373,11 +459,17 @@ async def get_device_settings(call: Call) -> SettingsOut:
     tag=TAG,
     body=SettingsPut,
     response=SettingsOut,
+    writes=False,  # checks the devices below first, then writes in Call.writing()
 )
 async def put_device_settings(call: Call) -> SettingsOut:
-    access = await require(call, call.params["tenant_id"], "settings", "write")
-    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
-    return await _put(call, access, Scope.DEVICE, str(device.id))
+    async def target(call: Call) -> tuple[Access | None, str]:
+        access = await require(call, call.params["tenant_id"], "settings", "write")
+        device = await owned(
+            call, Device, call.params["device_id"], access.tenant.tenant_id, "device"
+        )
+        return access, str(device.id)
+
+    return await _put(call, Scope.DEVICE, target)
 
 
 @api.route(

@@ -46,7 +46,8 @@ _ERRORS = {
     "409": "Conflicts with existing data, or another request changed it since it was read",
     "413": "Body larger than the limit",
     "415": "Body is not application/json",
-    "422": "Invalid or unknown field; details name each field",
+    "422": "Invalid or unknown field (details name each field), or a request refused for "
+    "what it would do (error names why: breaks_devices, checksum_mismatch, ...)",
     "429": "Too many attempts; see Retry-After",
 }
 

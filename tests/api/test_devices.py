@@ -17,6 +17,7 @@ from dls.db.engine import is_sqlite
 from dls.db.types import utcnow
 from dls.devices.effective import load_context
 from dls.devices.models import UnclaimedDevice
+from dls.provisioning import impact
 from dls.provisioning.files import handler as handler_module
 from dls.services import Services
 from tests.api.world import World
@@ -525,7 +526,7 @@ async def test_a_configuration_that_cannot_render_is_logged_once_per_revision(
     put = await client.put(
         f"/api/v1/tenants/{tenant}/users/{user.id}/settings",
         headers=admin,
-        json={"settings": {"lines": {"1": {"sip_user": "202", "password": "pw"}}}},
+        json={"settings": {"lines": {"1": {"sip_user": "202", "password": "pw"}}}, "force": True},
     )
     assert put.status == 200, await put.text()
     reads: list[int] = []
@@ -581,3 +582,86 @@ async def test_a_settings_change_based_on_an_old_revision_is_refused(
     assert (stored["settings"], stored["revision"]) == ({"language": "fr"}, 2)
     # Without a revision a PUT replaces whatever is there, as before.
     assert (await put({"settings": {"language": "it"}}))[0] == 200
+
+
+async def test_a_settings_change_that_would_leave_devices_unconfigured_is_refused(
+    client: Client, world: World, services: Services
+) -> None:
+    """The tenant's document sent back without the registrar (meant to change one key)
+    would leave its phone without a configuration: refused, naming the phone, nothing
+    stored or audited; stored when the admin insists. A phone that is broken already does
+    not block the next change, and a device with nothing to lose is not counted."""
+    tenant = world.tid("opted_in")
+    user = world.users["opted_in_user"]
+    admin = world.auth("opted_in_admin")
+    path = f"/api/v1/tenants/{tenant}/settings"
+    working = {"line_defaults": {"registrar": "sip.example.net"}, "language": "de"}
+
+    async def put(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+        response = await client.put(url, json=body, headers=admin)
+        return response.status, await response.json()
+
+    assert (await put(path, {"settings": working}))[0] == 200
+    line = {"lines": {"1": {"sip_user": "201", "password": "pw"}}}
+    assert (await put(f"/api/v1/tenants/{tenant}/users/{user.id}/settings", {"settings": line}))[
+        0
+    ] == 200
+    phone = await _yealink(client, world, "opted_in", "001565aabbe1", user_id=user.id)
+    await _yealink(client, world, "opted_in", "001565aabbe2")  # no user, no line
+
+    status, refused = await put(path, {"settings": {"language": "fr"}})
+    assert (status, refused["error"]) == (422, "breaks_devices"), refused
+    assert refused["details"] == [
+        {
+            "device_id": phone["id"],
+            "mac": "001565aabbe1",
+            "problem": "lines.1.registrar: Field required",
+        }
+    ]
+    assert "1 of the 2 devices checked" in refused["message"]
+    assert '"force": true' in refused["message"]
+    stored = await (await client.get(path, headers=admin)).json()
+    assert (stored["settings"], stored["revision"]) == (working, 1)
+
+    status, changed = await put(path, {"settings": {**working, "language": "fr"}})
+    assert (status, changed["revision"]) == (200, 2)
+    status, forced = await put(path, {"settings": {"language": "it"}, "force": True})
+    assert (status, forced["settings"], forced["revision"]) == (200, {"language": "it"}, 3)
+    effective = await (
+        await client.get(
+            f"/api/v1/tenants/{tenant}/devices/{phone['id']}/effective-config", headers=admin
+        )
+    ).json()
+    assert effective["problems"] == ["lines.1.registrar: Field required"]
+    # Broken already: a change that breaks nothing more is stored without insisting.
+    assert (await put(path, {"settings": {"language": "es"}}))[0] == 200
+    async with services.sessions() as session:
+        audited = list(
+            await session.scalars(
+                select(AuditEntry.changes["revision"].as_integer())
+                .where(AuditEntry.action == "settings.put")
+                .where(AuditEntry.object_id == tenant)
+                .order_by(AuditEntry.id)
+            )
+        )
+    assert audited == [1, 2, 3, 4]
+
+
+async def test_a_level_with_many_devices_is_checked_on_a_sample(
+    client: Client, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(impact, "CHECK_LIMIT", 2)
+    tenant = world.tid("opted_in")
+    user = world.users["opted_in_user"]
+    admin = world.auth("opted_in_admin")
+    for mac in ("001565aabbd1", "001565aabbd2", "001565aabbd3"):
+        await _yealink(client, world, "opted_in", mac, user_id=user.id)
+    response = await client.put(
+        f"/api/v1/tenants/{tenant}/users/{user.id}/settings",
+        json={"settings": {"lines": {"1": {"sip_user": "201"}}}},
+        headers=admin,
+    )
+    refused = await response.json()
+    assert (response.status, refused["error"]) == (422, "breaks_devices")
+    assert len(refused["details"]) == 2
+    assert "2 of the 2 devices checked (a sample of 2 of 3)" in refused["message"]
