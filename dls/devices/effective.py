@@ -198,19 +198,29 @@ def resolve_settings(context: DeviceContext, box: SecretBox | None) -> Resolutio
 
 
 def resolve_documents(
-    documents: Sequence[StoredLayer | None], user_line: int, box: SecretBox | None
+    documents: Sequence[StoredLayer | None],
+    user_line: int,
+    box: SecretBox | None,
+    decoded: dict[tuple[Scope, str, int], SettingsLayer] | None = None,
 ) -> Resolution:
     """Settings from the documents, system to device; with ``box`` None, secrets read as
     the mask.
 
     The user's lines are moved to start at the device's ``user_line``: a user's line 1 is
-    line 2 of a device where the user sits on the second line key.
+    line 2 of a device where the user sits on the second line key. ``decoded`` keeps the
+    layers decoded by scope, key and revision, for a caller resolving many devices that
+    share documents (decoding was 40 % of a resolution).
     """
     layers: list[tuple[Level, SettingsLayer]] = []
     for level, scope, document in zip(_LEVELS, _SCOPES, documents, strict=True):
         if document is None:
             continue
-        layer = decode_layer(document.data, box, purpose(scope.value, document.scope_key))
+        memo = (scope, document.scope_key, document.revision)
+        layer = decoded.get(memo) if decoded is not None else None
+        if layer is None:
+            layer = decode_layer(document.data, box, purpose(scope.value, document.scope_key))
+            if decoded is not None:
+                decoded[memo] = layer
         if scope is Scope.USER and user_line != 1 and layer.lines:
             shift = user_line - 1
             layer = layer.model_copy(

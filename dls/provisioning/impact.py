@@ -27,7 +27,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dls.devices.effective import DocumentRow, join_documents, resolve_documents
-from dls.devices.inheritance import ResolutionError
+from dls.devices.inheritance import ResolutionError, SettingsLayer
 from dls.devices.models import Device, DeviceStatus, Scope
 from dls.provisioning.files.profiles import FileScope, VendorProfile
 from dls.provisioning.files.render import RenderError, RenderRequest, render
@@ -37,6 +37,7 @@ __all__ = ["CHECK_LIMIT", "Broken", "Impact", "settings_change_impact"]
 
 CHECK_LIMIT = 200
 YIELD_EVERY = 4  # devices checked (~2 ms) between two turns of the loop's other work
+PROPOSED = -1  # the revision the new document goes by while it is checked (stored ones are >= 1)
 _LEVEL = {Scope.SYSTEM: 0, Scope.TENANT: 1, Scope.GROUP: 2, Scope.USER: 3, Scope.DEVICE: 4}
 
 
@@ -79,6 +80,7 @@ async def settings_change_impact(
         Device.id, Device.mac, Device.vendor, Device.model, Device.user_line, *columns
     ).where(Device.id.in_(sample.scalar_subquery()))
     level = _LEVEL[scope]
+    decoded: dict[tuple[Scope, str, int], SettingsLayer] = {}  # shared documents, once
     broken: list[Broken] = []
     checked = 0
     for row in await session.execute(statement):
@@ -88,10 +90,10 @@ async def settings_change_impact(
             for at in range(0, len(stored), 3)
         )
         after = list(before)
-        after[level] = DocumentRow(key, 0, data)
+        after[level] = DocumentRow(key, PROPOSED, data)
         device = _Device(mac, vendor, model, user_line, profiles.get(vendor), base_url)
-        problem = device.problem(after)
-        if problem is not None and device.problem(before) is None:
+        problem = device.problem(after, decoded)
+        if problem is not None and device.problem(before, decoded) is None:
             broken.append(Broken(device_id, mac, problem))
         checked += 1
         if checked % YIELD_EVERY == 0:
@@ -118,10 +120,14 @@ class _Device:
     profile: VendorProfile | None  # None: a WPI phone, configured by items, not files
     base_url: str
 
-    def problem(self, documents: Sequence[DocumentRow | None]) -> str | None:
+    def problem(
+        self,
+        documents: Sequence[DocumentRow | None],
+        decoded: dict[tuple[Scope, str, int], SettingsLayer],
+    ) -> str | None:
         """Why the device's settings do not resolve or its own files do not render."""
         try:
-            settings = resolve_documents(documents, self.user_line, None).settings
+            settings = resolve_documents(documents, self.user_line, None, decoded).settings
         except ResolutionError as exc:
             return str(exc)
         model = self.profile.model(self.model) if self.profile else None
