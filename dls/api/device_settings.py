@@ -207,6 +207,20 @@ async def _put(call: Call, scope: Scope, target: Target) -> SettingsOut:
         return _out(scope, key, document)
 
 
+def _in_tenant(model: Any = None, param: str = "", what: str = "") -> Target:
+    """The tenant's document, or that of its object ``model`` named by the path's
+    ``param`` (404 when it is another tenant's)."""
+
+    async def target(call: Call) -> tuple[Access | None, str]:
+        access = await require(call, call.params["tenant_id"], "settings", "write")
+        if model is None:
+            return access, access.tenant.tenant_id
+        owner = await owned(call, model, call.params[param], access.tenant.tenant_id, what)
+        return access, str(owner.id)
+
+    return target
+
+
 def _validated(settings: dict[str, Any]) -> SettingsLayer:
     try:
         return SettingsLayer.model_validate(settings)
@@ -323,11 +337,7 @@ async def get_tenant_settings(call: Call) -> SettingsOut:
     writes=False,  # checks the devices below first, then writes in Call.writing()
 )
 async def put_tenant_settings(call: Call) -> SettingsOut:
-    async def target(call: Call) -> tuple[Access | None, str]:
-        access = await require(call, call.params["tenant_id"], "settings", "write")
-        return access, access.tenant.tenant_id
-
-    return await _put(call, Scope.TENANT, target)
+    return await _put(call, Scope.TENANT, _in_tenant())
 
 
 @api.route(
@@ -398,14 +408,7 @@ async def get_group_settings(call: Call) -> SettingsOut:
     writes=False,  # checks the devices below first, then writes in Call.writing()
 )
 async def put_group_settings(call: Call) -> SettingsOut:
-    async def target(call: Call) -> tuple[Access | None, str]:
-        access = await require(call, call.params["tenant_id"], "settings", "write")
-        group = await owned(
-            call, DeviceGroup, call.params["group_id"], access.tenant.tenant_id, "device group"
-        )
-        return access, str(group.id)
-
-    return await _put(call, Scope.GROUP, target)
+    return await _put(call, Scope.GROUP, _in_tenant(DeviceGroup, "group_id", "device group"))
 
 
 @api.route(
@@ -431,12 +434,7 @@ async def get_user_settings(call: Call) -> SettingsOut:
     writes=False,  # checks the devices below first, then writes in Call.writing()
 )
 async def put_user_settings(call: Call) -> SettingsOut:
-    async def target(call: Call) -> tuple[Access | None, str]:
-        access = await require(call, call.params["tenant_id"], "settings", "write")
-        user = await owned(call, User, call.params["user_id"], access.tenant.tenant_id, "user")
-        return access, str(user.id)
-
-    return await _put(call, Scope.USER, target)
+    return await _put(call, Scope.USER, _in_tenant(User, "user_id", "user"))
 
 
 @api.route(
@@ -462,14 +460,7 @@ async def get_device_settings(call: Call) -> SettingsOut:
     writes=False,  # checks the devices below first, then writes in Call.writing()
 )
 async def put_device_settings(call: Call) -> SettingsOut:
-    async def target(call: Call) -> tuple[Access | None, str]:
-        access = await require(call, call.params["tenant_id"], "settings", "write")
-        device = await owned(
-            call, Device, call.params["device_id"], access.tenant.tenant_id, "device"
-        )
-        return access, str(device.id)
-
-    return await _put(call, Scope.DEVICE, target)
+    return await _put(call, Scope.DEVICE, _in_tenant(Device, "device_id", "device"))
 
 
 @api.route(
