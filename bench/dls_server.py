@@ -107,7 +107,8 @@ def start_dls(
     extra_env: dict[str, str] | None = None,
     name: str = "dls",
 ) -> ServerProcess:
-    """``dls serve --workers N --no-mdns``; returns once the device listener answers."""
+    """``dls serve --workers N --no-mdns``; returns once every listener accepts
+    connections (the server prints its banner then) and the device listener answers."""
     command = dls_command("serve", f"--workers={workers}", "--no-mdns")
     log = instance.root / f"serve-{name}-{time.strftime('%H%M%S')}.log"
     with log.open("wb") as output:
@@ -121,16 +122,13 @@ def start_dls(
         )
     server = ServerProcess(name, process, log)
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not _healthy(instance):
+    while b"dls is serving:" not in log.read_bytes() or not _healthy(instance):
         if server.process.poll() is not None:
             raise RuntimeError(f"dls exited at start-up; see {log}:\n{log.read_text()[-3000:]}")
         if time.monotonic() > deadline:
             server.stop()
             raise RuntimeError(f"dls not ready after {START_TIMEOUT_S} s; see {log}")
         time.sleep(POLL_INTERVAL_S)
-    # With several workers the first one answers before the others listen.
-    if workers > 1:
-        time.sleep(2.0)
     return server
 
 

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     workers: int = Field(
         default=1, ge=1, le=64, description="Processes sharing the ports (SO_REUSEPORT)."
     )
+    admin_process: bool = Field(
+        default=True,
+        description="Serve the admin listener from a process of its own beside the workers, "
+        "so the admin API answers promptly while phones keep the workers busy; false: "
+        "every worker serves all three listeners (one process with workers = 1).",
+    )
     shutdown_timeout: float = Field(
         default=10.0, gt=0, le=300, description="Seconds in-flight requests get on SIGTERM."
     )

@@ -1,9 +1,17 @@
-"""Running the listeners: one process, or N worker processes sharing the ports.
+"""Running the listeners: N worker processes sharing the phones' ports, and the admin
+listener in a process of its own (or everything in one process).
 
 The parent prepares everything that must happen once (certificates, migrations, the
 metrics directory) before any worker starts, so workers never race on a migration or on
-writing a key. With several workers the parent only supervises and advertises mDNS;
-SIGTERM is passed on, each worker finishes its in-flight requests and exits.
+writing a key. The parent then only supervises and advertises mDNS; SIGTERM is passed
+on, each worker finishes its in-flight requests and exits.
+
+Why the admin listener has a process of its own (``admin_process``, on by default): an
+event loop has no priorities. While phones keep a worker's loop busy (a boot storm),
+every database round trip of an admin request waits for a turn of that loop behind
+dozens of connections' polls, and an admin page took 0.5-1.5 s (BENCHMARKS.md, "An
+admin at work during a boot storm"). In a process of its own it waits only for the
+operating system's scheduler.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
 
 from aiohttp import web
 
@@ -56,6 +66,18 @@ WORKER_RESTART_DELAY = 1.0  # seconds; a worker crashing at start must not spin 
 # can see the kernel reset connections it had answered with SYN cookies (1,442 of 10,000
 # in a storm on one worker, none on two). BENCHMARKS.md, "WPI".
 BACKLOG = 2048
+
+
+class EventLike(Protocol):
+    def set(self) -> None: ...
+
+
+class Role(StrEnum):
+    """Which listeners a process serves."""
+
+    ALL = "all"  # device, secure and admin
+    PHONES = "phones"  # device and secure
+    ADMIN = "admin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +116,16 @@ async def _migrate(settings: Settings, first: list[FirstOperator | None]) -> Non
 
 def run(settings: Settings, startup: Startup, on_ready: Callable[[], None]) -> None:
     """Serve until SIGTERM or SIGINT."""
-    if settings.workers == 1:
+    if settings.workers == 1 and not settings.admin_process:
         run_async(
-            _serve(settings, startup.pki, startup.ca_sha256, advertise=True, on_ready=on_ready)
+            _serve(
+                settings,
+                startup.pki,
+                startup.ca_sha256,
+                Role.ALL,
+                advertise=True,
+                on_ready=on_ready,
+            )
         )
         return
     _supervise(settings, startup, on_ready)
@@ -116,6 +145,7 @@ async def _serve(
     settings: Settings,
     pki: Pki,
     ca_sha256: str,
+    role: Role,
     *,
     advertise: bool,
     on_ready: Callable[[], None] | None,
@@ -138,27 +168,32 @@ async def _serve(
         Ledger(sessions, writes),
         writes=writes,
     )
-    reuse_port = settings.workers > 1
-    listeners = [
-        (
-            build_device_app(services),
-            settings.device_bind,
-            settings.device_port,
-            tls.device_context(pki, client_certificates=settings.device_client_certificates),
-        ),
-        (
-            build_secure_app(services),
-            settings.device_bind,
-            settings.secure_port,
-            tls.secure_context(pki),
-        ),
-        (
-            build_admin_app(services),
-            settings.admin_bind,
-            settings.admin_port,
-            tls.admin_context(pki),
-        ),
-    ]
+    reuse_port = role is not Role.ALL or settings.workers > 1
+    listeners = []
+    if role is not Role.ADMIN:
+        listeners += [
+            (
+                build_device_app(services),
+                settings.device_bind,
+                settings.device_port,
+                tls.device_context(pki, client_certificates=settings.device_client_certificates),
+            ),
+            (
+                build_secure_app(services),
+                settings.device_bind,
+                settings.secure_port,
+                tls.secure_context(pki),
+            ),
+        ]
+    if role is not Role.PHONES:
+        listeners.append(
+            (
+                build_admin_app(services),
+                settings.admin_bind,
+                settings.admin_port,
+                tls.admin_context(pki),
+            )
+        )
     lines = access_lines() if settings.access_log else None
     async with AsyncExitStack() as stack:
         if lines is not None:
@@ -218,9 +253,19 @@ def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None
     context = multiprocessing.get_context("spawn")
     stopping = False
 
+    roles = [Role.PHONES if settings.admin_process else Role.ALL] * settings.workers
+    if settings.admin_process:
+        roles.append(Role.ADMIN)
+
+    # Set by each process once its listeners accept connections: the banner (and anyone
+    # waiting for it) must not announce ports nobody listens on yet.
+    ready = [context.Event() for _ in roles]
+
     def start(index: int) -> multiprocessing.process.BaseProcess:
+        role = roles[index]
+        name = "dls-admin" if role is Role.ADMIN else f"dls-worker-{index}"
         process = context.Process(
-            target=_worker, args=(settings, startup.pki), name=f"dls-worker-{index}"
+            target=_worker, args=(settings, startup.pki, role, ready[index]), name=name
         )
         process.start()
         return process
@@ -231,12 +276,15 @@ def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    workers = [start(i) for i in range(settings.workers)]
+    workers = [start(i) for i in range(len(roles))]
     advertiser_stop = _advertise_in_thread(settings, startup.ca_sha256)
-    on_ready()
+    announced = False
     try:
         while not stopping:
-            time.sleep(0.2)
+            time.sleep(0.1 if not announced else 0.2)
+            if not announced and all(event.is_set() for event in ready):
+                on_ready()
+                announced = True
             for index, process in enumerate(workers):
                 if not process.is_alive() and not stopping:
                     log.error(
@@ -258,9 +306,9 @@ def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None
         log.info("stopped")
 
 
-def _worker(settings: Settings, pki: Pki) -> None:
+def _worker(settings: Settings, pki: Pki, role: Role, ready: EventLike) -> None:
     logs.configure(settings.log_format, settings.log_level)
-    run_async(_serve(settings, pki, "", advertise=False, on_ready=None))
+    run_async(_serve(settings, pki, "", role, advertise=False, on_ready=ready.set))
 
 
 def _advertise_in_thread(settings: Settings, ca_sha256: str) -> Callable[[], None]:

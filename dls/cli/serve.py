@@ -13,6 +13,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = commands.add_parser("serve", help="run the server (certificates and schema first)")
     parser.add_argument("--workers", type=int, help="processes sharing the ports")
     parser.add_argument("--no-mdns", action="store_true", help="do not advertise via mDNS")
+    parser.add_argument(
+        "--no-admin-process",
+        action="store_true",
+        help="serve the admin listener from the workers, not from a process of its own",
+    )
     parser.add_argument("--device-port", type=int)
     parser.add_argument("--secure-port", type=int)
     parser.add_argument("--admin-port", type=int)
@@ -28,6 +33,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.no_mdns:
         values["mdns_enabled"] = False
+    if args.no_admin_process:
+        values["admin_process"] = False
     return {key: value for key, value in values.items() if value is not None}
 
 

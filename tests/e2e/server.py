@@ -17,6 +17,7 @@ import aiohttp
 
 STARTUP_TIMEOUT = 60.0  # seconds; first start generates keys and runs every migration
 STOP_TIMEOUT = 30.0  # seconds; the server's own shutdown_timeout is 10
+BANNER = b"dls is serving:"
 
 
 def free_port() -> int:
@@ -77,6 +78,9 @@ class ServerProcess:
             "DLS_MDNS_ENABLED": "false",
             **self.env,
         }
+        # The server prints its banner once every listener accepts connections (the
+        # workers and the admin process start apart); a restart appends to the same log.
+        started_at = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -93,7 +97,8 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process.returncode is not None:
                 raise RuntimeError(f"server exited {self.process.returncode}:\n{self.output()}")
-            if self.ca_file.exists() and await self._healthy():
+            announced = BANNER in self.log_path.read_bytes()[started_at:]
+            if announced and self.ca_file.exists() and await self._healthy():
                 return
             await asyncio.sleep(0.1)
         await self.stop()
