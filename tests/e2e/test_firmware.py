@@ -19,7 +19,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from dls.secretbox import load_secret_box
 from dls.sim.phones import FirmwareFailure, SimulatedPhone
 from dls.sim.unify import UnifyPhone
 from tests.conftest import empty_database
-from tests.e2e.admin import AdminClient
+from tests.e2e.admin import AdminClient, eventually
 from tests.e2e.server import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.db, pytest.mark.asyncio(loop_scope="module")]
@@ -227,18 +227,6 @@ async def quiet() -> None:
     dls/db/engine.py); the tests keep admin writes and device fetches apart instead.
     """
     await asyncio.sleep(FLUSH_INTERVAL + 0.3)
-
-
-async def eventually(
-    look: Callable[[], Awaitable[Any]], until: Callable[[Any], bool], within: float
-) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = await look()
-        if until(result):
-            return result
-        assert time.monotonic() < deadline, f"still {result!r} after {within} s"
-        await asyncio.sleep(0.2)
 
 
 # --- a staged rollout across vendors and tenants ----------------------------------------------
