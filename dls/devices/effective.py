@@ -12,7 +12,8 @@ write.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,6 +40,7 @@ from dls.tenancy.models import Tenant
 
 __all__ = [
     "SYSTEM_KEY",
+    "DecodedLayers",
     "DeviceContext",
     "config_revision",
     "join_documents",
@@ -197,30 +199,62 @@ def resolve_settings(context: DeviceContext, box: SecretBox | None) -> Resolutio
     return resolve_documents(context.documents, context.device.user_line, box)
 
 
+class DecodedLayers:
+    """Settings documents decoded once, by scope, key and revision.
+
+    A revision names one content (the version counter: every change of a document's data
+    is a new revision), so a decoded layer stays right for as long as its revision is
+    current. Decoding was 40 % of resolving a device's settings, and the documents above
+    the user are shared by every device of a tenant or group: after a tenant's change a
+    boot storm re-renders its whole fleet, and each rendering decoded the same tenant
+    document again. ``scopes`` says which levels to keep; at most ``limit`` layers are
+    kept, the least recently used dropped first. Decrypted secrets are held as the
+    render cache holds them, in the rendered files.
+    """
+
+    def __init__(self, scopes: Collection[Scope] = tuple(Scope), limit: int = 0) -> None:
+        self._scopes = frozenset(scopes)
+        self._limit = limit  # 0: no limit (one computation's memo)
+        self._layers: OrderedDict[tuple[Scope, str, int], SettingsLayer] = OrderedDict()
+
+    def layer(
+        self, scope: Scope, document: StoredLayer, decode: Callable[[], SettingsLayer]
+    ) -> SettingsLayer:
+        if scope not in self._scopes:
+            return decode()
+        key = (scope, document.scope_key, document.revision)
+        layer = self._layers.get(key)
+        if layer is not None:
+            self._layers.move_to_end(key)
+            return layer
+        layer = self._layers[key] = decode()
+        if self._limit and len(self._layers) > self._limit:
+            self._layers.popitem(last=False)
+        return layer
+
+
 def resolve_documents(
     documents: Sequence[StoredLayer | None],
     user_line: int,
     box: SecretBox | None,
-    decoded: dict[tuple[Scope, str, int], SettingsLayer] | None = None,
+    decoded: DecodedLayers | None = None,
 ) -> Resolution:
     """Settings from the documents, system to device; with ``box`` None, secrets read as
-    the mask.
+    the mask. ``decoded``: layers decoded before (with the same ``box``), and a place to
+    keep these.
 
     The user's lines are moved to start at the device's ``user_line``: a user's line 1 is
-    line 2 of a device where the user sits on the second line key. ``decoded`` keeps the
-    layers decoded by scope, key and revision, for a caller resolving many devices that
-    share documents (decoding was 40 % of a resolution).
+    line 2 of a device where the user sits on the second line key.
     """
     layers: list[tuple[Level, SettingsLayer]] = []
     for level, scope, document in zip(_LEVELS, _SCOPES, documents, strict=True):
         if document is None:
             continue
-        memo = (scope, document.scope_key, document.revision)
-        layer = decoded.get(memo) if decoded is not None else None
-        if layer is None:
-            layer = decode_layer(document.data, box, purpose(scope.value, document.scope_key))
-            if decoded is not None:
-                decoded[memo] = layer
+
+        def decode(document: StoredLayer = document, scope: Scope = scope) -> SettingsLayer:
+            return decode_layer(document.data, box, purpose(scope.value, document.scope_key))
+
+        layer = decode() if decoded is None else decoded.layer(scope, document, decode)
         if scope is Scope.USER and user_line != 1 and layer.lines:
             shift = user_line - 1
             layer = layer.model_copy(

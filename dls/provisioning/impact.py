@@ -26,8 +26,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dls.devices.effective import DocumentRow, join_documents, resolve_documents
-from dls.devices.inheritance import ResolutionError, SettingsLayer
+from dls.devices.effective import DecodedLayers, DocumentRow, join_documents, resolve_documents
+from dls.devices.inheritance import ResolutionError
 from dls.devices.models import Device, DeviceStatus, Scope
 from dls.provisioning.files.profiles import FileScope, VendorProfile
 from dls.provisioning.files.render import RenderError, RenderRequest, render
@@ -80,7 +80,7 @@ async def settings_change_impact(
         Device.id, Device.mac, Device.vendor, Device.model, Device.user_line, *columns
     ).where(Device.id.in_(sample.scalar_subquery()))
     level = _LEVEL[scope]
-    decoded: dict[tuple[Scope, str, int], SettingsLayer] = {}  # shared documents, once
+    decoded = DecodedLayers()  # documents shared by the devices (and before and after), once
     broken: list[Broken] = []
     checked = 0
     for row in await session.execute(statement):
@@ -123,7 +123,7 @@ class _Device:
     def problem(
         self,
         documents: Sequence[DocumentRow | None],
-        decoded: dict[tuple[Scope, str, int], SettingsLayer],
+        decoded: DecodedLayers,
     ) -> str | None:
         """Why the device's settings do not resolve or its own files do not render."""
         try:

@@ -155,3 +155,57 @@ def test_layer_round_trip_keeps_null_absent_and_masked_secrets(
     assert layer.lines[1].password.get_secret_value() == HOSTILE  # type: ignore[index,union-attr]
     with pytest.raises(ValueError, match="masked secret"):
         encode_layer(_layer(admin_password=MASK), box, bound)
+
+
+def test_shared_documents_are_decoded_once_per_revision(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two phones of a tenant rendered after its change decode the tenant's document
+    once; its next revision is decoded anew; users' documents are never kept."""
+    from dls.devices import effective
+
+    box = load_secret_box(Settings(certs_dir=tmp_path_factory.mktemp("certs")))
+    decoded: list[tuple[str, str]] = []
+    real = effective.decode_layer
+
+    def counted(data: dict[str, object], box: SecretBox | None, bound_to: str) -> SettingsLayer:
+        decoded.append((bound_to, str(data.get("language"))))
+        return real(data, box, bound_to)
+
+    monkeypatch.setattr(effective, "decode_layer", counted)
+    tenant = _document(
+        box,
+        Scope.TENANT,
+        "t1",
+        _layer(
+            language="de", admin_password=HOSTILE, line_defaults={"registrar": "sip.example.net"}
+        ),
+    )
+    users = [_document(box, Scope.USER, key, _layer(lines={1: {"sip_user": key}})) for key in "12"]
+    layers = effective.DecodedLayers((Scope.SYSTEM, Scope.TENANT, Scope.GROUP), limit=1)
+
+    def settings(tenant: SettingsDocument, user: SettingsDocument):  # type: ignore[no-untyped-def]
+        return resolve_documents((None, tenant, None, user, None), 1, box, layers).settings
+
+    first, second = settings(tenant, users[0]), settings(tenant, users[1])
+    assert [s.lines[1].sip_user for s in (first, second)] == ["1", "2"]
+    assert second.admin_password is not None
+    assert second.admin_password.get_secret_value() == HOSTILE
+    assert decoded == [
+        ("settings:tenant:t1", "de"),
+        ("settings:user:1", "None"),
+        ("settings:user:2", "None"),
+    ]
+    changed = _document(
+        box,
+        Scope.TENANT,
+        "t1",
+        _layer(language="fr", line_defaults={"registrar": "sip.example.net"}),
+        rev=2,
+    )
+    assert settings(changed, users[0]).language == "fr"
+    assert settings(tenant, users[0]).language == "de"  # beyond the limit: decoded again
+    assert [entry for entry in decoded[3:] if "tenant" in entry[0]] == [
+        ("settings:tenant:t1", "fr"),
+        ("settings:tenant:t1", "de"),
+    ]

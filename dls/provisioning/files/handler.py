@@ -198,7 +198,9 @@ class FileProvisioner:
         # two reads, the next poll's facts name the new revision and render again.
         key = (facts.id, detection.file.name, sources.revision, model.name, firmware_key)
         try:
-            settings = resolve_documents(sources.documents, sources.user_line, self._box).settings
+            settings = resolve_documents(
+                sources.documents, sources.user_line, self._box, self._services.layers
+            ).settings
             # The version written beside the URL (Gigaset) is the offered one, never a
             # setting that names a version without an image.
             firmware = FirmwareTarget.model_construct(version=offer.version) if offer else None

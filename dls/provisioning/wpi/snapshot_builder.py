@@ -121,7 +121,9 @@ def _resolve(
     runtime: WpiRuntime, sources: SettingsSources, include_secrets: bool
 ) -> tuple[Item, ...] | None:
     try:
-        settings = resolve_documents(sources.documents, sources.user_line, runtime.box).settings
+        settings = resolve_documents(
+            sources.documents, sources.user_line, runtime.box, runtime.services.layers
+        ).settings
     except (ResolutionError, SecretError, ValueError):
         # A half-configured tenant must not take its phones down: jobs still run.
         runtime.quiet.warning("device settings do not resolve; writing none", mac=sources.mac)
