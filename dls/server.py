@@ -114,8 +114,8 @@ async def _migrate(settings: Settings, first: list[FirstOperator | None]) -> Non
         await engine.dispose()
 
 
-def run(settings: Settings, startup: Startup, on_ready: Callable[[], None]) -> None:
-    """Serve until SIGTERM or SIGINT."""
+def run(settings: Settings, startup: Startup, on_ready: Callable[[], None]) -> int:
+    """Serve until SIGTERM or SIGINT; the exit code (1: a process could not start)."""
     if settings.workers == 1 and not settings.admin_process:
         run_async(
             _serve(
@@ -127,8 +127,8 @@ def run(settings: Settings, startup: Startup, on_ready: Callable[[], None]) -> N
                 on_ready=on_ready,
             )
         )
-        return
-    _supervise(settings, startup, on_ready)
+        return 0
+    return _supervise(settings, startup, on_ready)
 
 
 def run_async(coroutine: Awaitable[None]) -> None:
@@ -247,7 +247,7 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None]) -> None:
+def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None]) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="dls-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     context = multiprocessing.get_context("spawn")
@@ -278,7 +278,7 @@ def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None
     signal.signal(signal.SIGINT, request_stop)
     workers = [start(i) for i in range(len(roles))]
     advertiser_stop = _advertise_in_thread(settings, startup.ca_sha256)
-    announced = False
+    announced = failed = False
     try:
         while not stopping:
             time.sleep(0.1 if not announced else 0.2)
@@ -286,13 +286,18 @@ def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None
                 on_ready()
                 announced = True
             for index, process in enumerate(workers):
-                if not process.is_alive() and not stopping:
-                    log.error(
-                        "worker exited; restarting",
-                        extra={"fields": {"worker": index, "exitcode": process.exitcode}},
-                    )
-                    time.sleep(WORKER_RESTART_DELAY)
-                    workers[index] = start(index)
+                if process.is_alive() or stopping:
+                    continue
+                fields = {"process": process.name, "exitcode": process.exitcode}
+                if not ready[index].is_set():
+                    # It never listened (a port taken, a database it cannot open): started
+                    # again it would fail the same way, every second, for ever.
+                    log.error("exited before serving; stopping", extra={"fields": fields})
+                    failed = stopping = True
+                    break
+                log.error("exited; restarting", extra={"fields": fields})
+                time.sleep(WORKER_RESTART_DELAY)
+                workers[index] = start(index)
     finally:
         for process in workers:
             if process.is_alive() and process.pid is not None:
@@ -304,6 +309,7 @@ def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None
         advertiser_stop()
         shutil.rmtree(metrics_dir, ignore_errors=True)
         log.info("stopped")
+    return 1 if failed else 0
 
 
 def _worker(settings: Settings, pki: Pki, role: Role, ready: EventLike) -> None:

@@ -40,8 +40,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def handle(settings: Settings, args: argparse.Namespace) -> int:
     startup = prepare(settings)
-    run(settings, startup, on_ready=lambda: print(banner(settings, startup), flush=True))
-    return 0
+    return run(settings, startup, on_ready=lambda: print(banner(settings, startup), flush=True))
 
 
 def banner(settings: Settings, startup: Startup) -> str:

@@ -1,11 +1,13 @@
 """The three listeners over real TLS, verified against the generated CA."""
 
 import asyncio
+import socket
 import ssl
 from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from dls.config import load_settings
 from dls.pki import ensure_pki, issue_device_certificate
@@ -121,17 +123,68 @@ async def test_access_lines_are_written_within_a_second_and_on_stop(
     )
 
 
-async def test_workers_share_the_ports(tmp_path: Path, database_url: str) -> None:
+async def test_workers_share_the_phones_ports_and_the_admin_process_counts_them(
+    tmp_path: Path, database_url: str
+) -> None:
     process = ServerProcess(tmp_path, database_url, args=["--workers", "2"])
     await process.start()
     try:
+        assert len(_children(process)) == 3  # two workers and the admin process
         context = process.ssl_context()
         results = await asyncio.gather(
-            *(_get(process.url("admin", "/readyz"), context) for _ in range(20))
+            *(_get(process.url("device", "/healthz"), context) for _ in range(20))
         )
         assert {status for status, _, _ in results} == {200}
         status, _, body = await _get(process.url("admin", "/metrics"), context)
-        # Multiprocess metrics: the count covers requests answered by both workers.
-        assert status == 200 and b'listener="admin",method="GET",status="200"' in body
+        assert status == 200
+        # Multiprocess metrics: the admin process reports what the workers answered.
+        answered = {
+            (sample.labels["listener"], sample.labels["status"]): sample.value
+            for family in text_string_to_metric_families(body.decode())
+            if family.name == "dls_http_requests"
+            for sample in family.samples
+            if sample.name == "dls_http_requests_total"
+        }
+        assert answered[("device", "200")] == 20
     finally:
         assert await process.stop() == 0
+
+
+async def test_one_process_serves_all_three_listeners(tmp_path: Path, database_url: str) -> None:
+    process = ServerProcess(tmp_path, database_url, args=["--no-admin-process"])
+    await process.start()
+    try:
+        assert _children(process) == []
+        context = process.ssl_context()
+        for listener in ("device", "admin"):
+            assert (await _get(process.url(listener, "/healthz"), context))[0] == 200
+    finally:
+        assert await process.stop() == 0
+
+
+async def test_a_port_that_is_taken_stops_the_server_instead_of_restarting_it(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The admin process cannot listen: the server says so and exits 1, where it used to
+    start that process again every second, for ever."""
+    process = ServerProcess(tmp_path, database_url)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", process.admin_port))
+        taken.listen()
+        with pytest.raises(RuntimeError, match="server exited 1"):
+            await process.start()
+    output = process.output()
+    assert "exited before serving; stopping" in output and "process=dls-admin" in output
+    assert output.count("exited before serving") == 1 and "restarting" not in output
+
+
+def _children(process: ServerProcess) -> list[int]:
+    """The server's child processes (multiprocessing's resource tracker aside)."""
+    assert process.process is not None
+    pid = process.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [
+        int(child)
+        for child in children
+        if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
