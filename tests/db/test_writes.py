@@ -119,15 +119,15 @@ async def test_commits_on_the_loop_are_checkpointed_in_a_thread(
     checkpoint = writes_module._checkpoint
 
     def spy(database: str) -> None:
-        threads.append(threading.get_ident())
         checkpoint(database)
+        threads.append(threading.get_ident())  # once done: a checkpoint under way is busy
 
     monkeypatch.setattr(writes_module, "_checkpoint", spy)
     writes = WriteBursts(engine)
     try:
         for number in range(3):  # within a second: one checkpoint
             await writes.run([_insert(f"00000000000{number}")])
-        for _ in range(100):
+        for _ in range(500):
             if threads:
                 break
             await asyncio.sleep(0.01)
@@ -135,7 +135,7 @@ async def test_commits_on_the_loop_are_checkpointed_in_a_thread(
         monkeypatch.setattr(writes_module, "CHECKPOINT_EVERY_S", 0.0)
         await asyncio.sleep(0.05)  # the first one is done
         await writes.run([_insert("000000000009")])
-        for _ in range(100):
+        for _ in range(500):
             if len(threads) == 2:
                 break
             await asyncio.sleep(0.01)
