@@ -17,7 +17,6 @@ from dls.devices.inheritance import ResolutionError, SettingsLayer, effective_vi
 from dls.devices.layers import encode_layer, masked_layer_json, purpose
 from dls.devices.models import Device, DeviceGroup, Scope, SettingsDocument
 from dls.firmware.delivery import explain
-from dls.provisioning.files.handler import PROVISIONING_PREFIX
 from dls.provisioning.files.preview import render_previews
 from dls.provisioning.impact import CHECK_LIMIT, Impact, settings_change_impact
 from dls.tenancy.models import User
@@ -172,16 +171,9 @@ async def _put(call: Call, scope: Scope, target: Target) -> SettingsOut:
     _check_revision(body, document)
     if not body.force:
         data = _encoded(call, layer, scope, key, document)
-        impact = await settings_change_impact(
-            call.session,
-            call.services.catalog.files,
-            call.services.settings.device_url + PROVISIONING_PREFIX,
-            scope,
-            key,
-            data,
-        )
+        impact = await settings_change_impact(call.session, call.services, scope, key, data)
         if impact.broken:
-            raise _breaks_devices(impact)
+            raise breaks_devices(impact)
     async with call.writing() as writing:
         access, key = await target(writing)
         document = await _document(writing, scope, key)
@@ -260,7 +252,8 @@ def _encoded(
         raise ApiError.invalid("settings", str(exc)) from None
 
 
-def _breaks_devices(impact: Impact) -> ApiError:
+def breaks_devices(impact: Impact) -> ApiError:
+    """The answer to a change that would leave devices without a configuration."""
     first = impact.broken[0]
     shown = impact.broken[:BROKEN_SHOWN]
     sampled = (
@@ -271,10 +264,10 @@ def _breaks_devices(impact: Impact) -> ApiError:
     return ApiError(
         422,
         "breaks_devices",
-        f"with these settings {len(impact.broken)} of the {impact.checked} devices checked"
+        f"with this change {len(impact.broken)} of the {impact.checked} devices checked"
         f"{sampled} would no longer get a configuration, e.g. device {first.device_id} "
         f"({first.mac}): {first.problem.splitlines()[0]}; nothing was changed (send "
-        '"force": true to store them anyway)',
+        '"force": true to make it anyway)',
         details=[{"device_id": b.device_id, "mac": b.mac, "problem": b.problem} for b in shown],
     )
 

@@ -10,11 +10,13 @@ from sqlalchemy import or_, select
 
 from dls.api.access import owned, record, require, require_operator
 from dls.api.common import api
+from dls.api.device_settings import breaks_devices
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
 from dls.api.routing import ApiError, Call, RequestModel
 from dls.devices import client_certificates, registry
 from dls.devices.effective import join_documents, revision_column
 from dls.devices.models import Device, DeviceStatus, ProvisioningRecord, UnclaimedDevice
+from dls.provisioning.impact import Broken, Impact, device_problem
 from dls.tenancy.models import User
 
 TAG = "devices"
@@ -77,6 +79,11 @@ class DeviceUpdate(RequestModel):
     user_id: int | None = None
     user_line: Line = None  # type: ignore[assignment]
     group_id: int | None = None
+    force: bool = Field(
+        default=False,
+        description="Make the change even when the device, which gets a configuration now, "
+        "would get none after it (otherwise 422 breaks_devices, saying why).",
+    )
 
 
 class DeviceListQuery(PageQuery):
@@ -245,13 +252,20 @@ async def update_device(call: Call) -> DeviceOut:
     access = await require(call, call.params["tenant_id"], "device", "write")
     device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
     body: DeviceUpdate = call.body
+    check = not body.force and device.status is not DeviceStatus.RETIRED
+    before = await device_problem(call.session, call.services, device.id) if check else None
     changes = await registry.update_assignment(
         call.session,
         access.tenant,
         device,
-        body.model_dump(exclude_unset=True),
+        body.model_dump(exclude_unset=True, exclude={"force"}),
         call.services.catalog.lookup,
     )
+    if changes and check and before is None:
+        await call.session.flush()
+        after = await device_problem(call.session, call.services, device.id)
+        if after is not None:  # raised: the transaction is rolled back, nothing changes
+            raise breaks_devices(Impact(1, 1, [Broken(device.id, device.mac, after)]))
     if changes:
         record(call, access, "device.update", "device", device.id, changes)
     return device_out(device)

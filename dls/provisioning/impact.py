@@ -26,14 +26,23 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dls.devices.effective import DecodedLayers, DocumentRow, join_documents, resolve_documents
+from dls.devices.effective import (
+    DecodedLayers,
+    DocumentRow,
+    StoredLayer,
+    join_documents,
+    load_context,
+    resolve_documents,
+)
 from dls.devices.inheritance import ResolutionError
 from dls.devices.models import Device, DeviceStatus, Scope
+from dls.provisioning.files.handler import PROVISIONING_PREFIX
 from dls.provisioning.files.profiles import FileScope, VendorProfile
 from dls.provisioning.files.render import RenderError, RenderRequest, render
 from dls.provisioning.files.render.base import RENDERED_ROLES
+from dls.services import Services
 
-__all__ = ["CHECK_LIMIT", "Broken", "Impact", "settings_change_impact"]
+__all__ = ["CHECK_LIMIT", "Broken", "Impact", "device_problem", "settings_change_impact"]
 
 CHECK_LIMIT = 200
 YIELD_EVERY = 4  # devices checked (~2 ms) between two turns of the loop's other work
@@ -58,12 +67,7 @@ class Impact:
 
 
 async def settings_change_impact(
-    session: AsyncSession,
-    profiles: dict[str, VendorProfile],
-    base_url: str,
-    scope: Scope,
-    key: str,
-    data: dict[str, Any],
+    session: AsyncSession, services: Services, scope: Scope, key: str, data: dict[str, Any]
 ) -> Impact:
     """What storing ``data`` (as stored: secrets encrypted) as the (``scope``, ``key``)
     document would do to the devices below it, checked on up to CHECK_LIMIT of them."""
@@ -80,6 +84,7 @@ async def settings_change_impact(
         Device.id, Device.mac, Device.vendor, Device.model, Device.user_line, *columns
     ).where(Device.id.in_(sample.scalar_subquery()))
     level = _LEVEL[scope]
+    profiles, base_url = services.catalog.files, _base_url(services)
     decoded = DecodedLayers()  # documents shared by the devices (and before and after), once
     broken: list[Broken] = []
     checked = 0
@@ -99,6 +104,25 @@ async def settings_change_impact(
         if checked % YIELD_EVERY == 0:
             await asyncio.sleep(0)  # an admin's check must not stall the phones' polls
     return Impact(affected, checked, sorted(broken, key=lambda b: b.device_id))
+
+
+async def device_problem(session: AsyncSession, services: Services, device_id: int) -> str | None:
+    """Why the device, as it stands in ``session`` (changes flushed), would get no
+    configuration; None when it would. For a change to one device's assignment (user,
+    line, group, model): asked before and after it."""
+    context = await load_context(session, device_id=device_id)
+    if context is None:
+        return None
+    device = context.device
+    profile = services.catalog.files.get(device.vendor)
+    checked = _Device(
+        device.mac, device.vendor, device.model, device.user_line, profile, _base_url(services)
+    )
+    return checked.problem(context.documents, DecodedLayers())
+
+
+def _base_url(services: Services) -> str:
+    return services.settings.device_url + PROVISIONING_PREFIX
 
 
 def _below(scope: Scope, key: str) -> ColumnElement[bool]:
@@ -122,7 +146,7 @@ class _Device:
 
     def problem(
         self,
-        documents: Sequence[DocumentRow | None],
+        documents: Sequence[StoredLayer | None],
         decoded: DecodedLayers,
     ) -> str | None:
         """Why the device's settings do not resolve or its own files do not render."""

@@ -665,3 +665,38 @@ async def test_a_level_with_many_devices_is_checked_on_a_sample(
     assert (response.status, refused["error"]) == (422, "breaks_devices")
     assert len(refused["details"]) == 2
     assert "2 of the 2 devices checked (a sample of 2 of 3)" in refused["message"]
+
+
+async def test_moving_a_phone_where_it_would_get_no_configuration_is_refused(
+    client: Client, world: World
+) -> None:
+    """A group whose document clears the registrar the tenant sets: a working phone moved
+    into it would get no configuration, so the move is refused unless the admin insists."""
+    tenant = world.tid("opted_in")
+    user = world.users["opted_in_user"]
+    admin = world.auth("opted_in_admin")
+
+    async def call(method: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        response = await client.request(method, "/api/v1" + path, json=body, headers=admin)
+        return response.status, await response.json()
+
+    registrar = {"line_defaults": {"registrar": "sip.example.net"}}
+    assert (await call("PUT", f"/tenants/{tenant}/settings", {"settings": registrar}))[0] == 200
+    line = {"settings": {"lines": {"1": {"sip_user": "201", "password": "pw"}}}}
+    assert (await call("PUT", f"/tenants/{tenant}/users/{user.id}/settings", line))[0] == 200
+    status, group = await call("POST", f"/tenants/{tenant}/groups", {"name": "lobby"})
+    assert status == 201
+    cleared = {"settings": {"line_defaults": {"registrar": None}}}
+    path = f"/tenants/{tenant}/groups/{group['id']}/settings"
+    assert (await call("PUT", path, cleared))[0] == 200  # no device in it yet
+    phone = await _yealink(client, world, "opted_in", "001565aabbc1", user_id=user.id)
+
+    device = f"/tenants/{tenant}/devices/{phone['id']}"
+    status, refused = await call("PATCH", device, {"group_id": group["id"]})
+    assert (status, refused["error"]) == (422, "breaks_devices"), refused
+    assert refused["details"][0]["problem"] == "lines.1.registrar: Field required"
+    status, unchanged = await call("GET", device, {})
+    assert (status, unchanged["group_id"]) == (200, None)
+    assert (await call("PATCH", device, {"user_line": 2}))[0] == 200  # still configured
+    status, moved = await call("PATCH", device, {"group_id": group["id"], "force": True})
+    assert (status, moved["group_id"]) == (200, group["id"])
