@@ -6,7 +6,8 @@ phones get 404 (they keep running their last configuration, but no change reache
 and a new phone cannot start), and only a metric and a log line say so. Before a change
 is stored, the admin API resolves and renders the devices below the level with the new
 document in place of the stored one; devices that rendered before and would not after
-refuse the change, unless the admin insists.
+refuse the change, unless the admin insists. Moving one device (its user, line, group or
+model) asks the same of that device (``device_problem``, before and after).
 
 Bounded: at most CHECK_LIMIT devices, drawn at random when more are affected. A mistake
 at a level fails every device below it alike, so any of them shows it; a device that
