@@ -24,6 +24,7 @@ __all__ = [
     "DROPPED",
     "REQUESTS",
     "REQUEST_SECONDS",
+    "TLS_HANDSHAKES",
     "WPI_INTERACTIONS",
     "WPI_OPEN_INTERACTIONS",
     "WPI_REFUSED",
@@ -49,6 +50,12 @@ DEVICE_FILES = Counter(
     "challenged, refused, unknown, unrendered, not_served, unrecognised, ambiguous, "
     "mac_mismatch, model_mismatch; uploads: uploaded, too_large, incomplete)",
     ["vendor", "outcome"],
+)
+TLS_HANDSHAKES = Counter(
+    "dls_tls_handshakes_total",
+    "TLS handshakes by listener: started, and completed; the difference failed (or is "
+    "under way), which no access line shows (dls.handshakes)",
+    ["listener", "stage"],
 )
 DROPPED = Counter(
     "dls_buffer_dropped_total",

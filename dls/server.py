@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import ssl
 import tempfile
 import threading
 import time
@@ -46,6 +47,7 @@ from dls.discovery import Advertiser
 from dls.firmware.catalog import DEFAULT_CATALOG_DIR as DEFAULT_FIRMWARE_CATALOG
 from dls.firmware.catalog import CatalogError
 from dls.firmware.catalog import load_catalog as load_firmware_catalog
+from dls.handshakes import HandshakeCounts
 from dls.pki import Pki, ensure_pki, fingerprint
 from dls.provisioning.ledger import Ledger
 from dls.provisioning.retention import LedgerRetention
@@ -169,31 +171,28 @@ async def _serve(
         writes=writes,
     )
     reuse_port = role is not Role.ALL or settings.workers > 1
-    listeners = []
+    listeners: dict[str, tuple[web.Application, str, int, ssl.SSLContext]] = {}
     if role is not Role.ADMIN:
-        listeners += [
-            (
-                build_device_app(services),
-                settings.device_bind,
-                settings.device_port,
-                tls.device_context(pki, client_certificates=settings.device_client_certificates),
-            ),
-            (
-                build_secure_app(services),
-                settings.device_bind,
-                settings.secure_port,
-                tls.secure_context(pki),
-            ),
-        ]
-    if role is not Role.PHONES:
-        listeners.append(
-            (
-                build_admin_app(services),
-                settings.admin_bind,
-                settings.admin_port,
-                tls.admin_context(pki),
-            )
+        listeners["device"] = (
+            build_device_app(services),
+            settings.device_bind,
+            settings.device_port,
+            tls.device_context(pki, client_certificates=settings.device_client_certificates),
         )
+        listeners["secure"] = (
+            build_secure_app(services),
+            settings.device_bind,
+            settings.secure_port,
+            tls.secure_context(pki),
+        )
+    if role is not Role.PHONES:
+        listeners["admin"] = (
+            build_admin_app(services),
+            settings.admin_bind,
+            settings.admin_port,
+            tls.admin_context(pki),
+        )
+    handshakes = HandshakeCounts({name: entry[3] for name, entry in listeners.items()})
     lines = access_lines() if settings.access_log else None
     async with AsyncExitStack() as stack:
         if lines is not None:
@@ -209,7 +208,9 @@ async def _serve(
         stack.push_async_callback(retention.stop)
         await services.firmware.start()
         stack.push_async_callback(services.firmware.stop)
-        for app, host, port, context in listeners:
+        await handshakes.start()
+        stack.push_async_callback(handshakes.stop)
+        for app, host, port, context in listeners.values():
             runner = web.AppRunner(
                 app,
                 access_log_class=access_logger_class(lines),

@@ -9,8 +9,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from dls import handshakes
 from dls.config import load_settings
 from dls.pki import ensure_pki, issue_device_certificate
+from tests.e2e.admin import eventually
 from tests.e2e.server import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.db]
@@ -135,17 +137,28 @@ async def test_workers_share_the_phones_ports_and_the_admin_process_counts_them(
             *(_get(process.url("device", "/healthz"), context) for _ in range(20))
         )
         assert {status for status, _, _ in results} == {200}
-        status, _, body = await _get(process.url("admin", "/metrics"), context)
-        assert status == 200
-        # Multiprocess metrics: the admin process reports what the workers answered.
-        answered = {
-            (sample.labels["listener"], sample.labels["status"]): sample.value
-            for family in text_string_to_metric_families(body.decode())
-            if family.name == "dls_http_requests"
-            for sample in family.samples
-            if sample.name == "dls_http_requests_total"
-        }
-        assert answered[("device", "200")] == 20
+
+        async def metrics() -> dict[tuple[str, str, str], float]:
+            status, _, body = await _get(process.url("admin", "/metrics"), context)
+            assert status == 200
+            return {
+                (sample.name, sample.labels["listener"], sample.labels.get("status", "")): (
+                    sample.value
+                )
+                for family in text_string_to_metric_families(body.decode())
+                for sample in family.samples
+                if sample.name in ("dls_http_requests_total", "dls_tls_handshakes_total")
+                and sample.labels.get("stage", "completed") == "completed"
+            }
+
+        # Multiprocess metrics: the admin process reports what the workers answered, and
+        # the workers' handshakes (counted every few seconds).
+        counted = await eventually(
+            metrics,
+            lambda found: found.get(("dls_tls_handshakes_total", "device", ""), 0) >= 20,
+            within=handshakes.SAMPLE_INTERVAL_S * 3,
+        )
+        assert counted[("dls_http_requests_total", "device", "200")] == 20
     finally:
         assert await process.stop() == 0
 
