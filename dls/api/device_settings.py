@@ -54,7 +54,9 @@ class SettingsPut(RequestModel):
     )
 
 
-class GroupCreate(RequestModel):
+class GroupName(RequestModel):
+    """A new group, or a group's new name: unique in the tenant."""
+
     name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
 
 
@@ -355,25 +357,50 @@ async def list_groups(call: Call) -> list[DeviceGroup]:
     "/tenants/{tenant_id}/groups",
     summary="Create a device group",
     tag=TAG,
-    body=GroupCreate,
+    body=GroupName,
     response=GroupOut,
     status=201,
 )
 async def create_group(call: Call) -> DeviceGroup:
     access = await require(call, call.params["tenant_id"], "device", "write")
-    body: GroupCreate = call.body
-    exists = await call.session.scalar(
-        select(DeviceGroup.id).where(
-            DeviceGroup.tenant_id == access.tenant.tenant_id, DeviceGroup.name == body.name
-        )
-    )
-    if exists is not None:
-        raise ApiError.conflict("a group of that name exists")
+    body: GroupName = call.body
+    await _name_free(call, access.tenant.tenant_id, body.name)
     group = DeviceGroup(tenant_id=access.tenant.tenant_id, name=body.name)
     call.session.add(group)
     await call.session.flush()
     record(call, access, "group.create", "device_group", group.id, {"name": body.name})
     return group
+
+
+@api.route(
+    "PATCH",
+    "/tenants/{tenant_id}/groups/{group_id}",
+    summary="Rename a device group",
+    tag=TAG,
+    body=GroupName,
+    response=GroupOut,
+)
+async def rename_group(call: Call) -> DeviceGroup:
+    access = await require(call, call.params["tenant_id"], "device", "write")
+    group = await owned(
+        call, DeviceGroup, call.params["group_id"], access.tenant.tenant_id, "device group"
+    )
+    body: GroupName = call.body
+    if body.name != group.name:
+        await _name_free(call, access.tenant.tenant_id, body.name)
+        changes = {"name": {"old": group.name, "new": body.name}}
+        group.name = body.name
+        await call.session.flush()
+        record(call, access, "group.update", "device_group", group.id, changes)
+    return group
+
+
+async def _name_free(call: Call, tenant_id: str, name: str) -> None:
+    taken = await call.session.scalar(
+        select(DeviceGroup.id).where(DeviceGroup.tenant_id == tenant_id, DeviceGroup.name == name)
+    )
+    if taken is not None:
+        raise ApiError.conflict("a group of that name exists")
 
 
 @api.route(

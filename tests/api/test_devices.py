@@ -700,3 +700,35 @@ async def test_moving_a_phone_where_it_would_get_no_configuration_is_refused(
     assert (await call("PATCH", device, {"user_line": 2}))[0] == 200  # still configured
     status, moved = await call("PATCH", device, {"group_id": group["id"], "force": True})
     assert (status, moved["group_id"]) == (200, group["id"])
+
+
+async def test_a_group_is_renamed_once_per_name(
+    client: Client, world: World, services: Services
+) -> None:
+    tenant = world.tid("opted_in")
+    admin = world.auth("opted_in_admin")
+    groups = f"/api/v1/tenants/{tenant}/groups"
+    lobby = await (await client.post(groups, json={"name": "Lobby"}, headers=admin)).json()
+    await client.post(groups, json={"name": "Office"}, headers=admin)
+
+    async def rename(name: str) -> tuple[int, Any]:
+        path = f"{groups}/{lobby['id']}"
+        response = await client.patch(path, json={"name": name}, headers=admin)
+        return response.status, await response.json()
+
+    status, renamed = await rename(" Reception ")
+    assert (status, renamed["name"], renamed["id"]) == (200, "Reception", lobby["id"])
+    assert (await rename("Reception"))[0] == 200  # unchanged: nothing to record
+    status, refused = await rename("Office")
+    assert (status, refused["error"]) == (409, "conflict")
+    listed = await (await client.get(groups, headers=admin)).json()
+    assert sorted(group["name"] for group in listed) == ["Office", "Reception"]
+    async with services.sessions() as session:
+        audited = list(
+            await session.scalars(
+                select(AuditEntry.changes)
+                .where(AuditEntry.action == "group.update")
+                .where(AuditEntry.object_id == str(lobby["id"]))
+            )
+        )
+    assert audited == [{"name": {"old": "Lobby", "new": "Reception"}}]

@@ -768,6 +768,7 @@ ROWS = (
             ("PUT /tenants/{tenant_id}/settings", 200, constant(SETTINGS)),
             ("GET /tenants/{tenant_id}/groups", 200, None),
             ("POST /tenants/{tenant_id}/groups", 201, new_group),
+            ("PATCH /tenants/{tenant_id}/groups/{group_id}", 200, new_group),
             ("GET /tenants/{tenant_id}/groups/{group_id}/settings", 200, None),
             ("PUT /tenants/{tenant_id}/groups/{group_id}/settings", 200, constant(SETTINGS)),
             ("GET /tenants/{tenant_id}/users/{user_id}/settings", 200, None),
