@@ -381,10 +381,7 @@ async def create_group(call: Call) -> DeviceGroup:
     response=GroupOut,
 )
 async def rename_group(call: Call) -> DeviceGroup:
-    access = await require(call, call.params["tenant_id"], "device", "write")
-    group = await owned(
-        call, DeviceGroup, call.params["group_id"], access.tenant.tenant_id, "device group"
-    )
+    access, group = await _group(call, "device", "write")
     body: GroupName = call.body
     if body.name != group.name:
         await _name_free(call, access.tenant.tenant_id, body.name)
@@ -393,6 +390,15 @@ async def rename_group(call: Call) -> DeviceGroup:
         await call.session.flush()
         record(call, access, "group.update", "device_group", group.id, changes)
     return group
+
+
+async def _group(call: Call, resource: str, action: str) -> tuple[Access, DeviceGroup]:
+    """The caller's access and the path's group, if the caller may do ``action``."""
+    access = await require(call, call.params["tenant_id"], resource, action)
+    group = await owned(
+        call, DeviceGroup, call.params["group_id"], access.tenant.tenant_id, "device group"
+    )
+    return access, group
 
 
 async def _name_free(call: Call, tenant_id: str, name: str) -> None:
@@ -411,10 +417,7 @@ async def _name_free(call: Call, tenant_id: str, name: str) -> None:
     response=SettingsOut,
 )
 async def get_group_settings(call: Call) -> SettingsOut:
-    access = await require(call, call.params["tenant_id"], "settings", "read")
-    group = await owned(
-        call, DeviceGroup, call.params["group_id"], access.tenant.tenant_id, "device group"
-    )
+    _, group = await _group(call, "settings", "read")
     return _out(Scope.GROUP, str(group.id), await _document(call, Scope.GROUP, str(group.id)))
 
 
