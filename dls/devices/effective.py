@@ -39,10 +39,14 @@ from dls.secretbox import SecretBox
 from dls.tenancy.models import Tenant
 
 __all__ = [
+    "SCOPES",
     "SYSTEM_KEY",
     "DecodedLayers",
     "DeviceContext",
+    "DocumentRow",
     "config_revision",
+    "document_columns",
+    "document_rows",
     "join_documents",
     "load_context",
     "resolve_documents",
@@ -53,7 +57,8 @@ __all__ = [
 
 SYSTEM_KEY = "system"
 _LEVELS = (Level.SYSTEM, Level.TENANT, Level.GROUP, Level.USER, Level.DEVICE)
-_SCOPES = (Scope.SYSTEM, Scope.TENANT, Scope.GROUP, Scope.USER, Scope.DEVICE)
+# The order of a device's five documents wherever they stand together, least specific first.
+SCOPES = (Scope.SYSTEM, Scope.TENANT, Scope.GROUP, Scope.USER, Scope.DEVICE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +130,7 @@ def join_documents(statement: Select[Any], name: str) -> tuple[Select[Any], list
     """``statement`` (over Device) outer-joined to the five settings documents the device
     inherits from, system to device, each by the unique (scope, key) index; and the five
     aliases, to select from."""
-    docs = [aliased(SettingsDocument, name=f"{name}_{scope.value}") for scope in _SCOPES]
+    docs = [aliased(SettingsDocument, name=f"{name}_{scope.value}") for scope in SCOPES]
     keys = (
         literal(SYSTEM_KEY),
         Device.tenant_id,
@@ -133,7 +138,7 @@ def join_documents(statement: Select[Any], name: str) -> tuple[Select[Any], list
         Device.user_id,
         Device.id,
     )
-    for doc, scope, key in zip(docs, _SCOPES, keys, strict=True):
+    for doc, scope, key in zip(docs, SCOPES, keys, strict=True):
         # Keys are stored as text; the cast keeps the join on the unique (scope, key) index.
         statement = statement.outerjoin(
             doc,
@@ -154,11 +159,28 @@ _BY_MAC = _statement().where(Device.mac == bindparam("mac"))
 _BY_ID = _statement().where(Device.id == bindparam("device_id"))
 
 
+def document_columns(docs: Sequence[Any]) -> list[Any]:
+    """The columns a ``DocumentRow`` is made of, for each alias ``join_documents`` gave:
+    select them after a device's own columns and read them back with ``document_rows``."""
+    return [column for doc in docs for column in (doc.scope_key, doc.revision, doc.data)]
+
+
+def document_rows(values: Sequence[Any]) -> tuple[DocumentRow | None, ...]:
+    """The five documents (None: none at that level) from ``document_columns``' values."""
+    return tuple(
+        DocumentRow(*values[at : at + 3]) if values[at] is not None else None
+        for at in range(0, len(values), 3)
+    )
+
+
 def _sources_statement():  # type: ignore[no-untyped-def]
     base, docs = join_documents(select(Device), "src")
-    columns = [column for doc in docs for column in (doc.scope_key, doc.revision, doc.data)]
     return base.with_only_columns(
-        Device.mac, Device.user_line, Device.revision, *columns, maintain_column_froms=True
+        Device.mac,
+        Device.user_line,
+        Device.revision,
+        *document_columns(docs),
+        maintain_column_froms=True,
     ).where(Device.id == bindparam("device_id"))
 
 
@@ -170,11 +192,7 @@ async def settings_sources(reader: Reader, device_id: int) -> SettingsSources | 
     in a session's transaction."""
     for row in await reader.execute(_SOURCES, {"device_id": device_id}):
         mac, user_line, device_revision, *columns = row
-        documents = tuple(
-            DocumentRow(*columns[at : at + 3]) if columns[at] is not None else None
-            for at in range(0, len(columns), 3)
-        )
-        return SettingsSources(mac, user_line, device_revision, documents)
+        return SettingsSources(mac, user_line, device_revision, document_rows(columns))
     return None
 
 
@@ -247,7 +265,7 @@ def resolve_documents(
     line 2 of a device where the user sits on the second line key.
     """
     layers: list[tuple[Level, SettingsLayer]] = []
-    for level, scope, document in zip(_LEVELS, _SCOPES, documents, strict=True):
+    for level, scope, document in zip(_LEVELS, SCOPES, documents, strict=True):
         if document is None:
             continue
 

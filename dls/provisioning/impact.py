@@ -28,9 +28,12 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dls.devices.effective import (
+    SCOPES,
     DecodedLayers,
     DocumentRow,
     StoredLayer,
+    document_columns,
+    document_rows,
     join_documents,
     load_context,
     resolve_documents,
@@ -39,8 +42,7 @@ from dls.devices.inheritance import ResolutionError
 from dls.devices.models import Device, DeviceStatus, Scope
 from dls.provisioning.files.handler import PROVISIONING_PREFIX
 from dls.provisioning.files.profiles import FileScope, VendorProfile
-from dls.provisioning.files.render import RenderError, RenderRequest, render
-from dls.provisioning.files.render.base import RENDERED_ROLES
+from dls.provisioning.files.render import RenderError, RenderRequest, render, rendered_files
 from dls.services import Services
 
 __all__ = ["CHECK_LIMIT", "Broken", "Impact", "device_problem", "settings_change_impact"]
@@ -48,7 +50,6 @@ __all__ = ["CHECK_LIMIT", "Broken", "Impact", "device_problem", "settings_change
 CHECK_LIMIT = 200
 YIELD_EVERY = 4  # devices checked (~2 ms) between two turns of the loop's other work
 PROPOSED = -1  # the revision the new document goes by while it is checked (stored ones are >= 1)
-_LEVEL = {Scope.SYSTEM: 0, Scope.TENANT: 1, Scope.GROUP: 2, Scope.USER: 3, Scope.DEVICE: 4}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,21 +81,22 @@ async def settings_change_impact(
     if affected > CHECK_LIMIT:
         sample = sample.order_by(func.random()).limit(CHECK_LIMIT)
     statement, docs = join_documents(select(Device), "impact")
-    columns = [column for doc in docs for column in (doc.scope_key, doc.revision, doc.data)]
     statement = statement.with_only_columns(
-        Device.id, Device.mac, Device.vendor, Device.model, Device.user_line, *columns
+        Device.id,
+        Device.mac,
+        Device.vendor,
+        Device.model,
+        Device.user_line,
+        *document_columns(docs),
     ).where(Device.id.in_(sample.scalar_subquery()))
-    level = _LEVEL[scope]
+    level = SCOPES.index(scope)
     profiles, base_url = services.catalog.files, _base_url(services)
     decoded = DecodedLayers()  # documents shared by the devices (and before and after), once
     broken: list[Broken] = []
     checked = 0
     for row in await session.execute(statement):
         device_id, mac, vendor, model, user_line, *stored = row
-        before = tuple(
-            DocumentRow(*stored[at : at + 3]) if stored[at] is not None else None
-            for at in range(0, len(stored), 3)
-        )
+        before = document_rows(stored)
         after = list(before)
         after[level] = DocumentRow(key, PROPOSED, data)
         device = _Device(mac, vendor, model, user_line, profiles.get(vendor), base_url)
@@ -158,12 +160,9 @@ class _Device:
         model = self.profile.model(self.model) if self.profile else None
         if self.profile is None or model is None:
             return None  # not served as files: resolving is all there is to check
-        for spec in self.profile.files:
-            if spec.scope is not FileScope.DEVICE or spec.role not in RENDERED_ROLES:
-                continue
-            name = self.profile.file_name(spec, model, self.mac)
-            if name is None:
-                continue
+        for name, spec in rendered_files(self.profile, model, self.mac):
+            if spec.scope is not FileScope.DEVICE:
+                continue  # common files carry system settings alone
             try:
                 render(
                     RenderRequest(
