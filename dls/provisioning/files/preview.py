@@ -5,13 +5,11 @@ from __future__ import annotations
 from dls.devices.effective import DeviceContext
 from dls.devices.settings import DeviceSettings
 from dls.provisioning.files.handler import PROVISIONING_PREFIX
-from dls.provisioning.files.profiles import FileRole, FileScope
-from dls.provisioning.files.render import RenderError, RenderRequest, render
+from dls.provisioning.files.profiles import FileScope
+from dls.provisioning.files.render import RenderError, RenderRequest, render, rendered_files
 from dls.services import Services
 
 __all__ = ["render_previews"]
-
-_PREVIEWED = (FileRole.BOOT, FileRole.CONFIG, FileRole.FIRMWARE)
 
 
 def render_previews(
@@ -30,12 +28,7 @@ def render_previews(
     if model is None:
         return []
     previews = []
-    for spec in profile.files:
-        if spec.role not in _PREVIEWED:
-            continue
-        name = profile.file_name(spec, model, device.mac)
-        if name is None:
-            continue
+    for name, spec in rendered_files(profile, model, device.mac):
         try:
             body = render(
                 RenderRequest(

@@ -7,7 +7,13 @@ modules know their layout, ``mapping`` decides which vendor keys a file gets.
 from __future__ import annotations
 
 from dls.provisioning.files.profiles import FormatFamily
-from dls.provisioning.files.render.base import Renderer, RenderError, RenderRequest, check_request
+from dls.provisioning.files.render.base import (
+    Renderer,
+    RenderError,
+    RenderRequest,
+    check_request,
+    rendered_files,
+)
 from dls.provisioning.files.render.fanvil import FanvilRenderer
 from dls.provisioning.files.render.flat_profile import FlatProfileRenderer
 from dls.provisioning.files.render.gigaset import GigasetRenderer
@@ -25,6 +31,7 @@ __all__ = [
     "Renderer",
     "VendorValues",
     "render",
+    "rendered_files",
     "renderer_for",
     "vendor_values",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,10 +17,30 @@ from dls.provisioning.files.profiles import (
     VendorProfile,
 )
 
-__all__ = ["RenderError", "RenderRequest", "Renderer", "check_request", "include_names"]
+__all__ = [
+    "RENDERED_ROLES",
+    "RenderError",
+    "RenderRequest",
+    "Renderer",
+    "check_request",
+    "include_names",
+    "rendered_files",
+]
 
 _MAC = re.compile(r"^[0-9a-f]{12}$")
 RENDERED_ROLES = frozenset({FileRole.BOOT, FileRole.CONFIG, FileRole.FIRMWARE})
+
+
+def rendered_files(
+    profile: VendorProfile, model: ModelSpec, mac: str | None
+) -> Iterator[tuple[str, FileSpec]]:
+    """(name, spec) of each file dls renders for a device of ``model``, in the order the
+    device requests them: the files of the roles that are rendered, where they apply."""
+    for spec in profile.files:
+        if spec.role in RENDERED_ROLES:
+            name = profile.file_name(spec, model, mac)
+            if name is not None:
+                yield name, spec
 
 
 class RenderError(ValueError):
