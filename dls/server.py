@@ -20,6 +20,7 @@ import asyncio
 import gc
 import logging
 import multiprocessing
+import multiprocessing.synchronize
 import os
 import shutil
 import signal
@@ -31,7 +32,6 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
 
 from aiohttp import web
 
@@ -68,10 +68,6 @@ WORKER_RESTART_DELAY = 1.0  # seconds; a worker crashing at start must not spin 
 # can see the kernel reset connections it had answered with SYN cookies (1,442 of 10,000
 # in a storm on one worker, none on two). BENCHMARKS.md, "WPI".
 BACKLOG = 2048
-
-
-class EventLike(Protocol):
-    def set(self) -> None: ...
 
 
 class Role(StrEnum):
@@ -313,7 +309,9 @@ def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None
     return 1 if failed else 0
 
 
-def _worker(settings: Settings, pki: Pki, role: Role, ready: EventLike) -> None:
+def _worker(
+    settings: Settings, pki: Pki, role: Role, ready: multiprocessing.synchronize.Event
+) -> None:
     logs.configure(settings.log_format, settings.log_level)
     run_async(_serve(settings, pki, "", role, advertise=False, on_ready=ready.set))
 
