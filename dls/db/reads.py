@@ -155,8 +155,9 @@ def sqlite_loop_engine(
     engine: AsyncEngine, busy_timeout_ms: int, on_connect: Callable[[sqlite3.Connection], None]
 ) -> Engine | None:
     """A synchronous engine with one connection to the async engine's SQLite file, for use
-    on the event loop's thread only; None for other databases and in-memory ones (another
-    connection could not see them). ``on_connect`` sets the connection's pragmas."""
+    on one thread (the event loop's, or a writer thread's: ``dls.db.writes``); None for
+    other databases and in-memory ones (another connection could not see them).
+    ``on_connect`` sets the connection's pragmas."""
     url = engine.url
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Dialect, Enum, TypeDecorator
 
-__all__ = ["UtcDateTime", "enum_column", "utcnow"]
+__all__ = ["UtcDateTime", "enum_column", "sqlite_datetime", "utcnow"]
 
 
 def utcnow() -> dt.datetime:
@@ -38,6 +38,17 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+
+
+def sqlite_datetime(value: dt.datetime) -> str:
+    """``value`` as a ``UtcDateTime`` column holds it on SQLite, for values SQLAlchemy does
+    not bind itself (a JSON document SQLite unpacks: ``dls.provisioning.ledger``), in one
+    call into C where the dialect's processor goes through three Python layers; a test
+    keeps the two the same."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime; dls stores aware UTC times only")
+    utc = value if value.tzinfo is dt.UTC else value.astimezone(dt.UTC)
+    return utc.isoformat(" ", "microseconds")[:26]  # without "+00:00"
 
 
 def enum_column(enum_type: type[enum.Enum]) -> Enum:

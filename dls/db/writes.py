@@ -19,6 +19,13 @@ other writers slept in SQLite's busy handler (bench/wpi.py: p99 of seconds).
   which stalled the loop for 10-20 ms every second or two under a ledger's load: a
   thread checkpoints (PASSIVE: never waiting for readers or writers) at most once a
   second after its commits.
+- **Writes too large for the loop** (the ledger's parts: a few dozen inserts and updates,
+  a millisecond or more of SQLite's own work) go to ``run_off_loop``: on SQLite the same
+  burst in a thread of its own, on a connection of its own that waits for the lock
+  there. SQLite releases the GIL while a statement runs, not while its parameters are
+  bound, so such bursts should be few statements with few parameters (the ledger hands
+  each part over as one JSON text, ``json_each`` unpacks it): the loop then serves
+  polls on one core while SQLite inserts on the other.
 - **Other databases** (PostgreSQL): one transaction on the main engine.
 
 Every single-row statement must touch exactly one row. The device path reads outside any lock and
@@ -34,6 +41,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +61,10 @@ __all__ = ["Write", "WriteBursts", "WriteConflict", "run_burst"]
 # Seconds between looks at a taken SQLite write lock before waiting in a thread instead.
 LOCK_RETRY_DELAYS = (0.001, 0.002, 0.004, 0.008, 0.016)
 CHECKPOINT_EVERY_S = 1.0
+# How long the writer thread's connection waits for SQLite's write lock: below the
+# ledger's wait for a flush at shutdown (dls.provisioning.ledger.STOP_WAIT_S), so a
+# write is over, committed or failed, before anything gives up on it.
+THREAD_BUSY_TIMEOUT_MS = 5000
 
 
 class WriteConflict(Exception):
@@ -68,10 +80,17 @@ class Write:
     """A single-row INSERT or UPDATE: a statement built once per shape, with its bound
     parameters' values (building SQLAlchemy statements per message cost more CPU than
     running them, so callers keep one statement per set of columns). Or, with a list of
-    parameter sets, an executemany whose row count is not checked (the ledger's)."""
+    parameter sets, an executemany, or with ``one_row`` false a statement of many rows,
+    whose row counts are not checked (the ledger's)."""
 
     statement: Executable
     parameters: Mapping[str, Any] | list[Mapping[str, Any]]
+    one_row: bool = True
+
+    @property
+    def guarded(self) -> bool:
+        """Whether it must touch exactly one row (``WriteConflict`` otherwise)."""
+        return self.one_row and not isinstance(self.parameters, list)
 
 
 class WriteBursts:
@@ -84,6 +103,18 @@ class WriteBursts:
         self._connection: PoolProxiedConnection | None = None
         self._checkpointing = False
         self._last_checkpoint = 0.0
+        # run_off_loop's: one thread, with its own connection and compiled statements.
+        self._thread_sync = sqlite_loop_engine(engine, THREAD_BUSY_TIMEOUT_MS, _writer_pragmas)
+        self._thread_prepared = (
+            PreparedStatements(self._thread_sync.dialect) if self._thread_sync else None
+        )
+        self._thread_connection: PoolProxiedConnection | None = None
+        self._thread: ThreadPoolExecutor | None = None
+
+    @property
+    def off_loop(self) -> bool:
+        """Whether ``run_off_loop`` runs its bursts in a thread (SQLite in a file)."""
+        return self._thread_sync is not None
 
     async def run(self, writes: Sequence[Write]) -> None:
         """Execute ``writes`` in one transaction; ``WriteConflict`` if one misses."""
@@ -104,7 +135,28 @@ class WriteBursts:
             async with connection.begin():
                 await run_burst(connection, writes)
 
+    async def run_off_loop(self, writes: Sequence[Write]) -> None:
+        """``run`` for a burst whose database work would hold the loop for long: on SQLite
+        in the writer thread, which waits for the write lock there (up to
+        THREAD_BUSY_TIMEOUT_MS); elsewhere as ``run``. Statements that touch one row are
+        guarded as in ``run``; see the module docstring for what suits this path."""
+        if not writes:
+            return
+        if self._thread_sync is None:
+            await self.run(writes)
+            return
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="dls-sqlite-writer")
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._run_in_thread, writes)
+        self._committed()
+
     def dispose(self) -> None:
+        if self._thread is not None:
+            self._thread.submit(self._close_thread_connection).result()
+            self._thread.shutdown()
+            self._thread = None
+        if self._thread_sync is not None:
+            self._thread_sync.dispose()
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -115,39 +167,31 @@ class WriteBursts:
         assert self._sync is not None and self._prepared is not None
         if self._connection is None:
             self._connection = self._sync.raw_connection()
-        cursor = self._connection.driver_connection.cursor()
         try:
-            cursor.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                raise _LockTaken from exc
-            self._drop_connection()
-            raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
-        try:
-            for write in writes:
-                prepared = self._prepared[write.statement]
-                many = isinstance(write.parameters, list)
-                try:
-                    if isinstance(write.parameters, list):
-                        cursor.executemany(
-                            prepared.sql, [prepared.parameters(one) for one in write.parameters]
-                        )
-                    else:
-                        cursor.execute(prepared.sql, prepared.parameters(write.parameters))
-                except sqlite3.IntegrityError as exc:
-                    raise IntegrityError(prepared.sql, None, exc) from exc
-                except sqlite3.OperationalError as exc:
-                    raise OperationalError(prepared.sql, None, exc) from exc
-                if not many and cursor.rowcount != 1:
-                    raise WriteConflict(prepared.sql[:80])
-            cursor.execute("COMMIT")
-        except BaseException:
-            try:
-                cursor.execute("ROLLBACK")
-            except sqlite3.Error:
-                self._drop_connection()  # no transaction left to end, or a broken one
-            raise
+            _burst(self._connection, self._prepared, writes)
+        finally:
+            if not self._connection.is_valid:
+                self._connection = None
         self._committed()
+
+    def _run_in_thread(self, writes: Sequence[Write]) -> None:
+        """In the writer thread: a lock still taken after the busy timeout is SQLite's
+        "database is locked", the database being unavailable for now."""
+        assert self._thread_sync is not None and self._thread_prepared is not None
+        if self._thread_connection is None:
+            self._thread_connection = self._thread_sync.raw_connection()
+        try:
+            _burst(self._thread_connection, self._thread_prepared, writes)
+        except _LockTaken as exc:
+            raise OperationalError("BEGIN IMMEDIATE", None, exc.__cause__) from exc  # type: ignore[arg-type]
+        finally:
+            if not self._thread_connection.is_valid:
+                self._thread_connection = None
+
+    def _close_thread_connection(self) -> None:
+        if self._thread_connection is not None:
+            self._thread_connection.close()
+            self._thread_connection = None
 
     def _committed(self) -> None:
         now = time.monotonic()
@@ -166,11 +210,6 @@ class WriteBursts:
         if not done.cancelled() and done.exception() is not None:
             log.warning("WAL checkpoint failed: %s", done.exception())
 
-    def _drop_connection(self) -> None:
-        if self._connection is not None:
-            self._connection.invalidate()
-            self._connection = None
-
 
 async def run_burst(connection: AsyncConnection | AsyncSession, writes: Sequence[Write]) -> None:
     """The writes in the open transaction of ``connection`` or of a session (which
@@ -180,8 +219,46 @@ async def run_burst(connection: AsyncConnection | AsyncSession, writes: Sequence
             await connection.execute(write.statement, write.parameters)
             continue
         result = await connection.execute(write.statement, dict(write.parameters))
-        if result.rowcount != 1:
+        if write.guarded and result.rowcount != 1:
             raise WriteConflict(str(write.statement).split("\n", 1)[0][:80])
+
+
+def _burst(
+    connection: PoolProxiedConnection, prepared: PreparedStatements, writes: Sequence[Write]
+) -> None:
+    """``writes`` in one transaction on a pooled sqlite3 connection in autocommit mode;
+    a connection left in no state to go on with is invalidated (its owner opens another)."""
+    cursor = connection.driver_connection.cursor()
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise _LockTaken from exc
+        connection.invalidate()
+        raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+    try:
+        for write in writes:
+            statement = prepared[write.statement]
+            try:
+                if isinstance(write.parameters, list):
+                    cursor.executemany(
+                        statement.sql, [statement.parameters(one) for one in write.parameters]
+                    )
+                else:
+                    cursor.execute(statement.sql, statement.parameters(write.parameters))
+            except sqlite3.IntegrityError as exc:
+                raise IntegrityError(statement.sql, None, exc) from exc
+            except sqlite3.OperationalError as exc:
+                raise OperationalError(statement.sql, None, exc) from exc
+            if write.guarded and cursor.rowcount != 1:
+                raise WriteConflict(statement.sql[:80])
+        cursor.execute("COMMIT")
+    except BaseException:
+        try:
+            cursor.execute("ROLLBACK")
+        except sqlite3.Error:
+            connection.invalidate()  # no transaction left to end, or a broken one
+        raise
 
 
 def _writer_pragmas(dbapi_connection: sqlite3.Connection) -> None:

@@ -5,13 +5,20 @@ every FLUSH_INTERVAL (or sooner when it fills): the ledger rows, the devices' la
 facts and status, and unclaimed devices. A crash loses at most one interval of "last
 seen" facts, never configuration.
 
-A second's thousand fetches as one transaction held the event loop for 30-40 ms on a
-slow machine, a pause every poll arriving meanwhile waited out (p99 about 50 ms at half
-load): on SQLite the writes run on the loop (``dls.db.writes``), and on PostgreSQL
-SQLAlchemy prepares an executemany's parameters there too (p99 17 ms at 500 polls/s
-against 12 ms in parts). So a batch is written in transactions of about WRITE_CHUNK
-fetches, each holding every fetch of its devices (a device's last-seen facts come from
-its latest fetch in the batch), with the loop free between them.
+A batch is written in transactions of about WRITE_CHUNK fetches, each holding every
+fetch of its devices (a device's last-seen facts come from its latest fetch in the
+batch), so that no transaction holds SQLite's write lock, or the loop, for long: a
+second's thousand fetches as one transaction held the event loop for 30-40 ms on a slow
+machine, a pause every poll arriving meanwhile waited out (p99 about 50 ms at half
+load); on PostgreSQL SQLAlchemy prepares an executemany's parameters on the loop (p99 17
+ms at 500 polls/s against 12 ms in parts).
+
+On SQLite each part is two statements, each with one parameter: the part's rows as a JSON
+array that SQLite unpacks (``json_each``), run in the writer thread
+(``WriteBursts.run_off_loop``). SQLite releases the GIL while a statement runs, so its
+work (a fetch costs 20-40 us of it: the row, its two index entries, the device's row)
+runs on the other core while the loop serves polls; bound row by row, as an executemany
+does, each row would take the GIL back from the loop.
 
 Unknown MACs are recorded as unclaimed only within a budget: a scan over MACs from one
 address, or from many, cannot grow the table faster than NEW_UNCLAIMED_PER_MINUTE.
@@ -22,18 +29,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple
 
-from sqlalchemy import String, bindparam, case, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    Update,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dls.background import FailureLog, cancel_and_wait
 from dls.db.engine import WRITER
-from dls.db.types import UtcDateTime, utcnow
+from dls.db.types import UtcDateTime, sqlite_datetime, utcnow
 from dls.db.writes import Write, WriteBursts, run_burst
 from dls.devices.models import Device, DeviceStatus, ProvisioningRecord, UnclaimedDevice
 from dls.metrics import DROPPED
@@ -171,13 +192,15 @@ class Ledger:
         if not fetches and not sightings:
             return
         parts = _by_devices(fetches, WRITE_CHUNK) or [[]]
+        as_json = self.writes is not None and self.writes.off_loop
         written = 0
         try:
             for part in parts:
                 if written:
                     await asyncio.sleep(WRITE_GAP_S)
                 await self._write(
-                    _fetch_writes(part), list(sightings.values()) if not written else []
+                    _json_writes(part) if as_json else _fetch_writes(part),
+                    list(sightings.values()) if not written else [],
                 )
                 written += 1
         except BaseException:
@@ -203,7 +226,7 @@ class Ledger:
         SQLite the write lock is not held across hand-offs to a database thread while
         the device path's own writes wait for it."""
         if self.writes is not None and not sightings:
-            await self.writes.run(fetches)
+            await self.writes.run_off_loop(fetches)
             return
         async with self._sessions() as session, session.begin():
             await session.connection(execution_options=WRITER)
@@ -227,6 +250,24 @@ def _by_devices(fetches: list[Fetch], size: int) -> list[list[Fetch]]:
     if part:
         parts.append(part)
     return parts
+
+
+def _json_writes(fetches: list[Fetch]) -> list[Write]:
+    """SQLite's: the part's records and each device's latest fetch as JSON arrays of rows,
+    in the columns' order of _RECORD_JSON and _SEEN_JSON."""
+    if not fetches:
+        return []
+    records, latest = [], {}
+    for f in fetches:
+        at, agent = sqlite_datetime(f.at), (f.user_agent or "")[:255] or None
+        records.append((f.device_id, f.file, f.content_hash, f.revision, at, f.address, agent))
+        firmware = f.firmware_version or None
+        latest[f.device_id] = (f.device_id, at, f.address, agent, f.revision, firmware)
+    seen = list(latest.values())
+    return [
+        Write(_RECORD_JSON, {"rows": json.dumps(records)}, one_row=False),
+        Write(_SEEN_JSON, {"rows": json.dumps(seen), "b_now": utcnow()}, one_row=False),
+    ]
 
 
 def _fetch_writes(fetches: list[Fetch]) -> list[Write]:
@@ -265,10 +306,18 @@ def _fetch_writes(fetches: list[Fetch]) -> list[Write]:
     return [Write(_RECORD, records), Write(_SEEN, seen)]
 
 
-def _seen_statement():  # type: ignore[no-untyped-def]
+def _seen_statement(
+    device: ColumnElement[int],
+    at: ColumnElement[dt.datetime],
+    address: ColumnElement[str | None],
+    agent: ColumnElement[str | None],
+    revision: ColumnElement[str],
+    firmware: ColumnElement[str | None],
+) -> Update:
     """The devices' last-seen facts, and the status a successful fetch moves them to:
     provisioned on the first, active on the next (retired stays retired). On the table,
-    not the entity: an executemany keyed by a bound id, not the ORM's bulk update."""
+    not the entity: an executemany keyed by a bound id (or, on SQLite, one statement over
+    a JSON array of rows), not the ORM's bulk update."""
     devices = Device.__table__.c
     status = devices.status
     advanced = case(
@@ -284,19 +333,16 @@ def _seen_statement():  # type: ignore[no-untyped-def]
         ),
         else_=status,
     )
-    at = bindparam("b_at", type_=UtcDateTime)
     return (
         update(Device.__table__)
-        .where(devices.id == bindparam("b_device"))
+        .where(devices.id == device)
         .values(
             first_seen=func.coalesce(devices.first_seen, at),
             last_seen=at,
-            last_address=bindparam("b_address"),
-            last_user_agent=bindparam("b_agent"),
-            last_revision=bindparam("b_revision"),
-            firmware_version=func.coalesce(
-                bindparam("b_firmware", type_=String), devices.firmware_version
-            ),
+            last_address=address,
+            last_user_agent=agent,
+            last_revision=revision,
+            firmware_version=func.coalesce(firmware, devices.firmware_version),
             status=advanced,
             # Its column default would be computed per statement by SQLAlchemy, which a
             # burst (dls.db.writes) does not run through: given here.
@@ -305,12 +351,32 @@ def _seen_statement():  # type: ignore[no-untyped-def]
     )
 
 
-_SEEN = _seen_statement()
+def _json_rows(*names: str) -> Select[tuple[object, ...]]:
+    """The rows of a JSON array of arrays, bound as "rows", as columns named ``names``."""
+    each = func.json_each(bindparam("rows", type_=String)).table_valued("value")
+    return select(
+        *(func.json_extract(each.c.value, f"$[{i}]").label(name) for i, name in enumerate(names))
+    )
+
+
+_RECORD_COLUMNS = ("device_id", "file", "content_hash", "revision", "at", "address", "user_agent")
 _RECORD = insert(ProvisioningRecord.__table__).values(
-    {
-        name: bindparam(name)
-        for name in ("device_id", "file", "content_hash", "revision", "at", "address", "user_agent")
-    }
+    {name: bindparam(name) for name in _RECORD_COLUMNS}
+)
+_RECORD_JSON = insert(ProvisioningRecord.__table__).from_select(
+    _RECORD_COLUMNS, _json_rows(*_RECORD_COLUMNS)
+)
+_SEEN = _seen_statement(
+    bindparam("b_device"),
+    bindparam("b_at", type_=UtcDateTime),
+    bindparam("b_address"),
+    bindparam("b_agent"),
+    bindparam("b_revision"),
+    bindparam("b_firmware", type_=String),
+)
+_seen = _json_rows("device", "at", "address", "agent", "revision", "firmware").subquery("seen")
+_SEEN_JSON = _seen_statement(
+    _seen.c.device, _seen.c.at, _seen.c.address, _seen.c.agent, _seen.c.revision, _seen.c.firmware
 )
 
 

@@ -8,12 +8,13 @@ import threading
 
 import pytest
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dls.db import writes as writes_module
 from dls.db.engine import WRITER, is_sqlite, session_factory
 from dls.db.types import utcnow
+from dls.db.unavailable import database_unavailable
 from dls.db.writes import Write, WriteBursts, WriteConflict
 from dls.devices.unify import WpiDevice
 
@@ -107,6 +108,65 @@ async def test_a_burst_waits_for_a_lock_held_elsewhere(engine: AsyncEngine) -> N
         await asyncio.wait_for(burst, 5)
         assert await _phones(engine) == {"000000000001": (1, "late")}
     finally:
+        writes.dispose()
+
+
+async def test_off_the_loop_a_burst_runs_in_the_writer_thread(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[str] = []
+    burst = writes_module._burst
+
+    def spy(*args: object) -> None:
+        threads.append(threading.current_thread().name)
+        burst(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writes_module, "_burst", spy)
+    writes = WriteBursts(engine)
+    try:
+        await writes.run_off_loop([_insert("000000000001")])
+        await writes.run_off_loop([_guarded("000000000001", 0, "10.0.0.1")])
+        with pytest.raises(WriteConflict):  # guarded as on the loop
+            await writes.run_off_loop([_guarded("000000000001", 0, "10.0.0.2")])
+        assert await _phones(engine) == {"000000000001": (1, "10.0.0.1")}
+    finally:
+        writes.dispose()
+    if is_sqlite(engine):
+        assert threads and all(name.startswith("dls-sqlite-writer") for name in threads)
+    else:
+        assert threads == []  # PostgreSQL: the async engine's transaction, as run()
+
+
+async def test_off_the_loop_a_lock_held_too_long_is_the_database_unavailable(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer thread waits for SQLite's lock while the loop goes on; past its busy
+    timeout the burst fails as a database that cannot answer now (the ledger logs that
+    once and keeps the entries), not as a bug."""
+    if not is_sqlite(engine):
+        pytest.skip("PostgreSQL locks rows, not the database")
+    monkeypatch.setattr(writes_module, "THREAD_BUSY_TIMEOUT_MS", 300)
+    writes = WriteBursts(engine)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            await session.connection(execution_options=WRITER)  # BEGIN IMMEDIATE: the lock
+            with pytest.raises(OperationalError) as failure:
+                await writes.run_off_loop([_insert("000000000001")])
+        assert database_unavailable(failure.value)
+        assert ticks >= 10  # the loop ran on meanwhile
+        await writes.run_off_loop([_insert("000000000001")])  # the lock is free again
+        assert list(await _phones(engine)) == ["000000000001"]
+    finally:
+        ticking.cancel()
         writes.dispose()
 
 

@@ -119,6 +119,31 @@ async def test_a_fetch_without_a_version_keeps_the_known_one(engine: AsyncEngine
     assert versions == {"108.86.0.80"}
 
 
+@pytest.mark.parametrize("bursts", [False, True], ids=["session", "bursts"])
+async def test_what_a_fetch_carries_is_stored_as_it_came(engine: AsyncEngine, bursts: bool) -> None:
+    """On SQLite a part travels as JSON text: quotes, backslashes, letters beyond ASCII
+    and times in other zones or on a whole second come out as they went in."""
+    ids = await _devices(engine)
+    writes = WriteBursts(engine) if bursts else None
+    ledger = Ledger(session_factory(engine), writes)
+    agent = 'Grandstream "HT812" \\ Gerät ✓ ' + "x" * 300
+    at = dt.datetime(2026, 11, 26, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    ledger.fetched(_fetch(ids[0], at, "")._replace(user_agent=agent, address="2001:db8::7"))
+
+    await ledger.flush()
+    if writes is not None:
+        writes.dispose()
+
+    async with session_factory(engine)() as session:
+        record = await session.scalar(select(ProvisioningRecord))
+        device = await session.get(Device, ids[0])
+    assert record is not None and device is not None
+    assert (record.device_id, record.at, record.address) == (ids[0], at, "2001:db8::7")
+    assert record.user_agent == device.last_user_agent == agent[:255]
+    assert (device.last_seen, device.first_seen) == (at, at)
+    assert device.firmware_version == "108.86.0.80"  # an empty report changes nothing
+
+
 async def _records_and_last_seen(engine: AsyncEngine) -> tuple[int, dict[int, dt.datetime | None]]:
     async with session_factory(engine)() as session:
         records = await session.scalar(select(func.count()).select_from(ProvisioningRecord))
@@ -164,7 +189,7 @@ async def test_a_batch_written_in_parts_loses_and_repeats_nothing(
     assert all(seen[device_id] == T0 + dt.timedelta(minutes=2) for device_id in ids)
 
 
-async def test_on_the_loop_a_batch_is_written_in_parts_with_the_loop_free_between(
+async def test_a_batch_is_written_in_parts_with_the_loop_free_between(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = await _devices(engine)
@@ -182,13 +207,13 @@ async def test_on_the_loop_a_batch_is_written_in_parts_with_the_loop_free_betwee
             ticks += 1
             await asyncio.sleep(0)
 
-    real_run = writes.run
+    real_run = writes.run_off_loop
 
     async def run(burst: list[object]) -> None:
         parts.append(ticks)
         await real_run(burst)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(writes, "run", run)
+    monkeypatch.setattr(writes, "run_off_loop", run)
     task = asyncio.create_task(ticker())
     await asyncio.sleep(0)
     await ledger.flush()
