@@ -31,6 +31,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -192,7 +193,7 @@ class Ledger:
         if not fetches and not sightings:
             return
         parts = _by_devices(fetches, WRITE_CHUNK) or [[]]
-        as_json = self.writes is not None and self.writes.off_loop
+        as_json = self.writes is not None and self.writes.off_loop and _SQLITE_JSON_ROWS
         written = 0
         try:
             for part in parts:
@@ -349,6 +350,23 @@ def _seen_statement(
             updated_at=bindparam("b_now", type_=UtcDateTime),
         )
     )
+
+
+def _sqlite_takes_json_rows() -> bool:
+    """Whether this SQLite library runs _RECORD_JSON and _SEEN_JSON: ``UPDATE … FROM``
+    came with 3.33, and JSON functions may be left out of builds before 3.38. Without
+    them parts go as executemany statements (to the same thread)."""
+    if sqlite3.sqlite_version_info < (3, 33):
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(":memory:")) as connection:
+            connection.execute("SELECT json_extract(value, '$[0]') FROM json_each('[[1]]')")
+    except sqlite3.OperationalError:
+        return False
+    return True
+
+
+_SQLITE_JSON_ROWS = _sqlite_takes_json_rows()
 
 
 def _json_rows(*names: str) -> Select[tuple[object, ...]]:

@@ -65,14 +65,17 @@ def _fetch(device_id: int, at: dt.datetime, firmware: str | None, file: str = "x
     )
 
 
-@pytest.mark.parametrize("bursts", [False, True], ids=["session", "bursts"])
+@pytest.mark.parametrize("way", ["session", "bursts", "executemany"])
 async def test_a_flush_records_every_fetch_and_moves_each_device_on(
-    engine: AsyncEngine, bursts: bool
+    engine: AsyncEngine, way: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Both ways of writing: in a session (sightings among the entries) or as a burst of
-    executemany statements (only fetches, the server's usual flush)."""
+    """Every way of writing: in a session (sightings among the entries) or as a burst
+    (only fetches, the server's usual flush): on SQLite statements over JSON rows, or
+    executemany statements where SQLite lacks what those need (and on PostgreSQL)."""
+    if way == "executemany":
+        monkeypatch.setattr(ledger_module, "_SQLITE_JSON_ROWS", False)
     ids = await _devices(engine)
-    writes = WriteBursts(engine) if bursts else None
+    writes = WriteBursts(engine) if way != "session" else None
     ledger = Ledger(session_factory(engine), writes)
     later = T0 + dt.timedelta(minutes=5)
     for device_id in ids:
