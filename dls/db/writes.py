@@ -112,6 +112,11 @@ class WriteBursts:
         self._thread: ThreadPoolExecutor | None = None
 
     @property
+    def dialect(self) -> str:
+        """The database's SQLAlchemy dialect name ("sqlite", "postgresql")."""
+        return self._engine.dialect.name
+
+    @property
     def off_loop(self) -> bool:
         """Whether ``run_off_loop`` runs its bursts in a thread (SQLite in a file)."""
         return self._thread_sync is not None

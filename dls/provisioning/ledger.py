@@ -13,12 +13,10 @@ machine, a pause every poll arriving meanwhile waited out (p99 about 50 ms at ha
 load); on PostgreSQL SQLAlchemy prepares an executemany's parameters on the loop (p99 17
 ms at 500 polls/s against 12 ms in parts).
 
-On SQLite each part is two statements, each with one parameter: the part's rows as a JSON
-array that SQLite unpacks (``json_each``), run in the writer thread
-(``WriteBursts.run_off_loop``). SQLite releases the GIL while a statement runs, so its
-work (a fetch costs 20-40 us of it: the row, its two index entries, the device's row)
-runs on the other core while the loop serves polls; bound row by row, as an executemany
-does, each row would take the GIL back from the loop.
+Each part is two statements, each taking the part's rows as one JSON text
+(``dls.provisioning.fetch_rows``); on SQLite they run in the writer thread
+(``WriteBursts.run_off_loop``), so SQLite's work runs on the other core while the loop
+serves polls.
 
 Unknown MACs are recorded as unclaimed only within a budget: a scan over MACs from one
 address, or from many, cannot grow the table faster than NEW_UNCLAIMED_PER_MINUTE.
@@ -29,36 +27,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple
 
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    String,
-    Update,
-    bindparam,
-    case,
-    func,
-    insert,
-    literal,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dls.background import FailureLog, cancel_and_wait
 from dls.db.engine import WRITER
-from dls.db.types import UtcDateTime, sqlite_datetime, utcnow
 from dls.db.writes import Write, WriteBursts, run_burst
-from dls.devices.models import Device, DeviceStatus, ProvisioningRecord, UnclaimedDevice
+from dls.devices.models import Device, UnclaimedDevice
 from dls.metrics import DROPPED
+from dls.provisioning.fetch_rows import fetch_writes
 
 __all__ = ["Fetch", "Ledger", "Sighting"]
 
@@ -132,6 +115,8 @@ class Ledger:
     ) -> None:
         self._sessions = sessions
         self.writes = writes
+        # Which statements its parts take (fetch_rows): without bursts, executemany ones.
+        self._dialect = writes.dialect if writes is not None else ""
         self._fetches: list[Fetch] = []
         self._sightings: dict[str, Sighting] = {}
         self._budget = _Budget()
@@ -193,14 +178,13 @@ class Ledger:
         if not fetches and not sightings:
             return
         parts = _by_devices(fetches, WRITE_CHUNK) or [[]]
-        as_json = self.writes is not None and self.writes.off_loop and _SQLITE_JSON_ROWS
         written = 0
         try:
             for part in parts:
                 if written:
                     await asyncio.sleep(WRITE_GAP_S)
                 await self._write(
-                    _json_writes(part) if as_json else _fetch_writes(part),
+                    fetch_writes(part, self._dialect),
                     list(sightings.values()) if not written else [],
                 )
                 written += 1
@@ -251,151 +235,6 @@ def _by_devices(fetches: list[Fetch], size: int) -> list[list[Fetch]]:
     if part:
         parts.append(part)
     return parts
-
-
-def _json_writes(fetches: list[Fetch]) -> list[Write]:
-    """SQLite's: the part's records and each device's latest fetch as JSON arrays of rows,
-    in the columns' order of _RECORD_JSON and _SEEN_JSON."""
-    if not fetches:
-        return []
-    records, latest = [], {}
-    for f in fetches:
-        at, agent = sqlite_datetime(f.at), (f.user_agent or "")[:255] or None
-        records.append((f.device_id, f.file, f.content_hash, f.revision, at, f.address, agent))
-        firmware = f.firmware_version or None
-        latest[f.device_id] = (f.device_id, at, f.address, agent, f.revision, firmware)
-    seen = list(latest.values())
-    return [
-        Write(_RECORD_JSON, {"rows": json.dumps(records)}, one_row=False),
-        Write(_SEEN_JSON, {"rows": json.dumps(seen), "b_now": utcnow()}, one_row=False),
-    ]
-
-
-def _fetch_writes(fetches: list[Fetch]) -> list[Write]:
-    """Two executemany statements in Core: a second of a boot storm is thousands of rows,
-    and through the ORM's unit of work they cost more CPU than serving the polls did."""
-    if not fetches:
-        return []
-    now = utcnow()
-    latest: dict[int, Fetch] = {}
-    for fetch in fetches:
-        latest[fetch.device_id] = fetch
-    records = [
-        {
-            "device_id": f.device_id,
-            "file": f.file,
-            "content_hash": f.content_hash,
-            "revision": f.revision,
-            "at": f.at,
-            "address": f.address,
-            "user_agent": (f.user_agent or "")[:255] or None,
-        }
-        for f in fetches
-    ]
-    seen = [
-        {
-            "b_device": f.device_id,
-            "b_at": f.at,
-            "b_address": f.address,
-            "b_agent": (f.user_agent or "")[:255] or None,
-            "b_revision": f.revision,
-            "b_firmware": f.firmware_version or None,
-            "b_now": now,
-        }
-        for f in latest.values()
-    ]
-    return [Write(_RECORD, records), Write(_SEEN, seen)]
-
-
-def _seen_statement(
-    device: ColumnElement[int],
-    at: ColumnElement[dt.datetime],
-    address: ColumnElement[str | None],
-    agent: ColumnElement[str | None],
-    revision: ColumnElement[str],
-    firmware: ColumnElement[str | None],
-) -> Update:
-    """The devices' last-seen facts, and the status a successful fetch moves them to:
-    provisioned on the first, active on the next (retired stays retired). On the table,
-    not the entity: an executemany keyed by a bound id (or, on SQLite, one statement over
-    a JSON array of rows), not the ORM's bulk update."""
-    devices = Device.__table__.c
-    status = devices.status
-    advanced = case(
-        (status == DeviceStatus.PROVISIONED, literal(DeviceStatus.ACTIVE, status.type)),
-        (
-            # Spelled out, not IN: an expanding IN cannot be part of an executemany.
-            or_(
-                status == DeviceStatus.UNASSIGNED,
-                status == DeviceStatus.ASSIGNED,
-                status == DeviceStatus.SENT_TO_USER,
-            ),
-            literal(DeviceStatus.PROVISIONED, status.type),
-        ),
-        else_=status,
-    )
-    return (
-        update(Device.__table__)
-        .where(devices.id == device)
-        .values(
-            first_seen=func.coalesce(devices.first_seen, at),
-            last_seen=at,
-            last_address=address,
-            last_user_agent=agent,
-            last_revision=revision,
-            firmware_version=func.coalesce(firmware, devices.firmware_version),
-            status=advanced,
-            # Its column default would be computed per statement by SQLAlchemy, which a
-            # burst (dls.db.writes) does not run through: given here.
-            updated_at=bindparam("b_now", type_=UtcDateTime),
-        )
-    )
-
-
-def _sqlite_takes_json_rows() -> bool:
-    """Whether this SQLite library runs _RECORD_JSON and _SEEN_JSON: ``UPDATE … FROM``
-    came with 3.33, and JSON functions may be left out of builds before 3.38. Without
-    them parts go as executemany statements (to the same thread)."""
-    if sqlite3.sqlite_version_info < (3, 33):
-        return False
-    try:
-        with contextlib.closing(sqlite3.connect(":memory:")) as connection:
-            connection.execute("SELECT json_extract(value, '$[0]') FROM json_each('[[1]]')")
-    except sqlite3.OperationalError:
-        return False
-    return True
-
-
-_SQLITE_JSON_ROWS = _sqlite_takes_json_rows()
-
-
-def _json_rows(*names: str) -> Select[tuple[object, ...]]:
-    """The rows of a JSON array of arrays, bound as "rows", as columns named ``names``."""
-    each = func.json_each(bindparam("rows", type_=String)).table_valued("value")
-    return select(
-        *(func.json_extract(each.c.value, f"$[{i}]").label(name) for i, name in enumerate(names))
-    )
-
-
-_RECORD_COLUMNS = ("device_id", "file", "content_hash", "revision", "at", "address", "user_agent")
-_RECORD = insert(ProvisioningRecord.__table__).values(
-    {name: bindparam(name) for name in _RECORD_COLUMNS}
-)
-_RECORD_JSON = insert(ProvisioningRecord.__table__).from_select(
-    _RECORD_COLUMNS, _json_rows(*_RECORD_COLUMNS)
-)
-_SEEN = _seen_statement(
-    bindparam("b_device"),
-    bindparam("b_at", type_=UtcDateTime),
-    bindparam("b_address"),
-    bindparam("b_agent"),
-    bindparam("b_revision"),
-    bindparam("b_firmware", type_=String),
-)
-_seen = _json_rows("device", "at", "address", "agent", "revision", "firmware").subquery("seen")
-_SEEN_JSON = _seen_statement(
-    _seen.c.device, _seen.c.at, _seen.c.address, _seen.c.agent, _seen.c.revision, _seen.c.firmware
-)
 
 
 async def _write_sightings(session: AsyncSession, sightings: list[Sighting]) -> None:

@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dls.db.engine import session_factory
 from dls.db.writes import WriteBursts
-from dls.devices.models import Device, DeviceStatus, ProvisioningRecord
+from dls.devices.models import Device, DeviceStatus, ProvisioningRecord, UnclaimedDevice
+from dls.provisioning import fetch_rows
 from dls.provisioning import ledger as ledger_module
-from dls.provisioning.ledger import Fetch, Ledger
+from dls.provisioning.ledger import Fetch, Ledger, Sighting
 from dls.tenancy.models import Tenant, TenantKind
 
 pytestmark = pytest.mark.db
@@ -65,22 +66,25 @@ def _fetch(device_id: int, at: dt.datetime, firmware: str | None, file: str = "x
     )
 
 
-@pytest.mark.parametrize("way", ["session", "bursts", "executemany"])
+@pytest.mark.parametrize("way", ["no-bursts", "bursts", "bursts-and-sighting", "executemany"])
 async def test_a_flush_records_every_fetch_and_moves_each_device_on(
     engine: AsyncEngine, way: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every way of writing: in a session (sightings among the entries) or as a burst
-    (only fetches, the server's usual flush): on SQLite statements over JSON rows, or
-    executemany statements where SQLite lacks what those need (and on PostgreSQL)."""
+    """Every way of writing: as a burst (only fetches, the server's usual flush) or in a
+    session (without bursts, or with an unknown device's sighting in the batch); with
+    statements over JSON rows, or executemany ones (without bursts, or where SQLite
+    lacks what the JSON rows need)."""
     if way == "executemany":
-        monkeypatch.setattr(ledger_module, "_SQLITE_JSON_ROWS", False)
+        monkeypatch.setattr(fetch_rows, "rows_as_json", lambda dialect: False)
     ids = await _devices(engine)
-    writes = WriteBursts(engine) if way != "session" else None
+    writes = WriteBursts(engine) if way != "no-bursts" else None
     ledger = Ledger(session_factory(engine), writes)
     later = T0 + dt.timedelta(minutes=5)
     for device_id in ids:
         ledger.fetched(_fetch(device_id, T0, None, "common.cfg"))
         ledger.fetched(_fetch(device_id, later, "108.86.0.90"))
+    if way == "bursts-and-sighting":
+        ledger.sighted(Sighting("00156500ffff", "yealink", "T46U", None, None, None, T0))
 
     await ledger.flush()
     if writes is not None:
@@ -107,6 +111,9 @@ async def test_a_flush_records_every_fetch_and_moves_each_device_on(
         assert device.firmware_version == "108.86.0.90"
     assert devices[ids[0]].first_seen == later
     assert devices[ids[4]].first_seen == T0  # kept, not overwritten
+    if way == "bursts-and-sighting":
+        async with session_factory(engine)() as session:
+            assert await session.scalar(select(UnclaimedDevice.mac)) == "00156500ffff"
 
 
 async def test_a_fetch_without_a_version_keeps_the_known_one(engine: AsyncEngine) -> None:
