@@ -64,6 +64,12 @@ def _config(key: tuple[str, int, int]) -> str:
     return f"{'SQLite' if database == 'sqlite' else 'PostgreSQL'}, {devices:,}, {workers}"
 
 
+def _measured(c: dict[tuple[str, str], dict[str, Any]], scenario: str) -> bool:
+    """Whether a run measured the scenario on dls and both baselines (``--scenarios`` and
+    ``--baselines`` may leave some out): a table row needs all three."""
+    return all((name, scenario) in c for name in ("dls", "aiohttp", "nginx"))
+
+
 def keepalive_table(runs: dict[tuple[str, int, int], dict[str, Any]]) -> str:
     rows = [
         "| database, phones, workers | dls req/s | p50 / p99 ms | dls CPU ms/req (+ PG) "
@@ -74,6 +80,8 @@ def keepalive_table(runs: dict[tuple[str, int, int], dict[str, Any]]) -> str:
     ]
     for key, document in sorted(runs.items()):
         c = cells(document)
+        if not _measured(c, "keep-alive"):
+            continue
         dls, aio, ngx = (
             c[("dls", "keep-alive")],
             c[("aiohttp", "keep-alive")],
@@ -103,6 +111,8 @@ def newconn_table(runs: dict[tuple[str, int, int], dict[str, Any]]) -> str:
     ]
     for key, document in sorted(runs.items()):
         c = cells(document)
+        if not _measured(c, "new-conn"):
+            continue
         dls, aio, ngx = c[("dls", "new-conn")], c[("aiohttp", "new-conn")], c[("nginx", "new-conn")]
         efficiency = ngx["cpu_ms_per_request"] / dls["cpu_ms_per_request"]
         if "db_cpu_ms" in dls:
