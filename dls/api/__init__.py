@@ -11,6 +11,7 @@ from dls.api import (  # noqa: F401 - importing a module declares its endpoints
     devices,
     firmware,
     firmware_rollouts,
+    groups,
     partner,
     tenants,
     tickets,

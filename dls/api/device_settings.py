@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
 from dls.api.access import owned, record, require, require_operator
 from dls.api.common import api
+from dls.api.groups import group_in_path
 from dls.api.routing import ApiError, Call, RequestModel
 from dls.devices.effective import SYSTEM_KEY, DeviceContext, load_context, resolve_settings
 from dls.devices.inheritance import ResolutionError, SettingsLayer, effective_view
@@ -52,21 +52,6 @@ class SettingsPut(RequestModel):
         "would no longer render with it (otherwise 422 breaks_devices, naming them). Up to "
         f"{CHECK_LIMIT} devices are checked, drawn at random when more are affected.",
     )
-
-
-class GroupName(RequestModel):
-    """A new group, or a group's new name: unique in the tenant."""
-
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
-
-
-class GroupOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    tenant_id: str
-    name: str
-    created_at: dt.datetime
 
 
 class EffectiveRow(BaseModel):
@@ -337,87 +322,13 @@ async def put_tenant_settings(call: Call) -> SettingsOut:
 
 @api.route(
     "GET",
-    "/tenants/{tenant_id}/groups",
-    summary="Device groups of a tenant",
-    tag=TAG,
-    response=list[GroupOut],
-)
-async def list_groups(call: Call) -> list[DeviceGroup]:
-    access = await require(call, call.params["tenant_id"], "device", "read")
-    rows = await call.session.scalars(
-        select(DeviceGroup)
-        .where(DeviceGroup.tenant_id == access.tenant.tenant_id)
-        .order_by(DeviceGroup.name, DeviceGroup.id)
-    )
-    return list(rows)
-
-
-@api.route(
-    "POST",
-    "/tenants/{tenant_id}/groups",
-    summary="Create a device group",
-    tag=TAG,
-    body=GroupName,
-    response=GroupOut,
-    status=201,
-)
-async def create_group(call: Call) -> DeviceGroup:
-    access = await require(call, call.params["tenant_id"], "device", "write")
-    body: GroupName = call.body
-    await _name_free(call, access.tenant.tenant_id, body.name)
-    group = DeviceGroup(tenant_id=access.tenant.tenant_id, name=body.name)
-    call.session.add(group)
-    await call.session.flush()
-    record(call, access, "group.create", "device_group", group.id, {"name": body.name})
-    return group
-
-
-@api.route(
-    "PATCH",
-    "/tenants/{tenant_id}/groups/{group_id}",
-    summary="Rename a device group",
-    tag=TAG,
-    body=GroupName,
-    response=GroupOut,
-)
-async def rename_group(call: Call) -> DeviceGroup:
-    access, group = await _group(call, "device", "write")
-    body: GroupName = call.body
-    if body.name != group.name:
-        await _name_free(call, access.tenant.tenant_id, body.name)
-        changes = {"name": {"old": group.name, "new": body.name}}
-        group.name = body.name
-        await call.session.flush()
-        record(call, access, "group.update", "device_group", group.id, changes)
-    return group
-
-
-async def _group(call: Call, resource: str, action: str) -> tuple[Access, DeviceGroup]:
-    """The caller's access and the path's group, if the caller may do ``action``."""
-    access = await require(call, call.params["tenant_id"], resource, action)
-    group = await owned(
-        call, DeviceGroup, call.params["group_id"], access.tenant.tenant_id, "device group"
-    )
-    return access, group
-
-
-async def _name_free(call: Call, tenant_id: str, name: str) -> None:
-    taken = await call.session.scalar(
-        select(DeviceGroup.id).where(DeviceGroup.tenant_id == tenant_id, DeviceGroup.name == name)
-    )
-    if taken is not None:
-        raise ApiError.conflict("a group of that name exists")
-
-
-@api.route(
-    "GET",
     "/tenants/{tenant_id}/groups/{group_id}/settings",
     summary="A device group's settings",
     tag=TAG,
     response=SettingsOut,
 )
 async def get_group_settings(call: Call) -> SettingsOut:
-    _, group = await _group(call, "settings", "read")
+    _, group = await group_in_path(call, "settings", "read")
     return _out(Scope.GROUP, str(group.id), await _document(call, Scope.GROUP, str(group.id)))
 
 

@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from dls.app import build_device_app
 from dls.audit import AuditEntry
@@ -17,6 +17,8 @@ from dls.db.engine import is_sqlite
 from dls.db.types import utcnow
 from dls.devices.effective import load_context
 from dls.devices.models import UnclaimedDevice
+from dls.firmware.engine import RolloutStatus
+from dls.firmware.models import FirmwareTarget, Rollout, TargetScope
 from dls.provisioning import impact
 from dls.provisioning.files import handler as handler_module
 from dls.services import Services
@@ -732,3 +734,77 @@ async def test_a_group_is_renamed_once_per_name(
             )
         )
     assert audited == [{"name": {"old": "Lobby", "new": "Reception"}}]
+
+
+async def test_a_group_is_deleted_only_when_empty_and_takes_its_settings_along(
+    client: Client, world: World, services: Services
+) -> None:
+    tenant = world.tid("opted_in")
+    admin = world.auth("opted_in_admin")
+    groups = f"/api/v1/tenants/{tenant}/groups"
+
+    async def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        response = await client.request(method, path, json=body, headers=admin)
+        return response.status, await response.json() if response.status != 204 else None
+
+    _, lobby = await call("POST", groups, {"name": "Lobby"})
+    group = f"{groups}/{lobby['id']}"
+    secret = {"settings": {"line_defaults": {"registrar": "lobby.example.net"}}}
+    assert (await call("PUT", f"{group}/settings", secret))[0] == 200
+    async with services.sessions() as session, session.begin():
+        session.add(
+            FirmwareTarget(
+                scope=TargetScope.GROUP,
+                scope_key=str(lobby["id"]),
+                vendor="yealink",
+                model="T46U",
+                model_key="t46u",
+                version="108.86.0.90",
+                version_key="108.86.0.90",
+            )
+        )
+    phone = await _yealink(client, world, "opted_in", "001565aabbd1", group_id=lobby["id"])
+
+    status, refused = await call("DELETE", group)
+    assert (status, refused["error"]) == (409, "conflict")
+    assert "1 device(s)" in refused["message"]
+    device = f"/api/v1/tenants/{tenant}/devices/{phone['id']}"
+    assert (await call("PATCH", device, {"group_id": None, "force": True}))[0] == 200
+    async with services.sessions() as session, session.begin():
+        rollout = Rollout(
+            name="lobby first",
+            tenant_id=tenant,
+            group_id=lobby["id"],
+            targets=[],
+            status=RolloutStatus.COMPLETED,
+            failure_threshold_percent=10,
+            wave_timeout_seconds=600,
+            lock_version=1,
+        )
+        session.add(rollout)
+    assert (await call("DELETE", group))[0] == 409  # the rollout's record names it
+    async with services.sessions() as session, session.begin():
+        await session.delete(await session.get(Rollout, rollout.id))
+
+    assert (await call("DELETE", group)) == (204, None)
+    assert (await call("GET", f"{group}/settings"))[0] == 404
+    assert (await call("DELETE", group))[0] == 404
+    assert [g["name"] for g in (await call("GET", groups))[1]] == []
+    async with services.sessions() as session:
+        targets = await session.scalar(select(func.count()).select_from(FirmwareTarget))
+        audited = await session.scalar(
+            select(AuditEntry.changes).where(AuditEntry.action == "group.delete")
+        )
+    assert targets == 0
+    assert audited == {
+        "name": "Lobby",
+        "firmware_targets": ["yealink T46U 108.86.0.90"],
+        "settings_cleared": True,
+    }
+    # A group made next (on SQLite it may take the same id) starts with nothing of the
+    # deleted one's, and a revision of its own.
+    _, hall = await call("POST", groups, {"name": "Hall"})
+    status, settings = await call("GET", f"{groups}/{hall['id']}/settings")
+    assert (status, settings["settings"]) == (200, {})
+    if hall["id"] == lobby["id"]:
+        assert settings["revision"] == 2  # the emptied document: not 1 again

@@ -254,11 +254,15 @@ async def seed(client: TestClient[Any, Any], services: Services, world: World, r
         if "/firmware/" in row.route:
             await seed_firmware(session, seeds, row)
         if "{group_id}" in row.route:
-            for name in world.tenants:
-                group = DeviceGroup(tenant_id=world.tid(name), name=f"Room {seeds.unique()}")
+            for column in columns:  # one per column: a cell may delete its group
+                if column.target is None:
+                    continue
+                group = DeviceGroup(
+                    tenant_id=world.tid(column.target), name=f"Room {seeds.unique()}"
+                )
                 session.add(group)
                 await session.flush()
-                seeds.groups[name] = group.id
+                seeds.groups[column.name] = group.id
         if row.route.endswith("/claim"):
             for column in columns:
                 seeds.unclaimed[column.name] = seeds.mac(0xB)
@@ -569,8 +573,8 @@ def path_ids(seeds: Seeds, column: Column) -> dict[str, str]:
         ids["number"] = seeds.tickets[column.name]
     if column.name in seeds.devices:
         ids["device_id"] = str(seeds.devices[column.name])
-    if column.target in seeds.groups:
-        ids["group_id"] = str(seeds.groups[column.target])
+    if column.name in seeds.groups:
+        ids["group_id"] = str(seeds.groups[column.name])
     if column.name in seeds.rollouts:
         ids["rollout_id"] = str(seeds.rollouts[column.name])
     return ids
@@ -769,6 +773,7 @@ ROWS = (
             ("GET /tenants/{tenant_id}/groups", 200, None),
             ("POST /tenants/{tenant_id}/groups", 201, new_group),
             ("PATCH /tenants/{tenant_id}/groups/{group_id}", 200, new_group),
+            ("DELETE /tenants/{tenant_id}/groups/{group_id}", 204, None),
             ("GET /tenants/{tenant_id}/groups/{group_id}/settings", 200, None),
             ("PUT /tenants/{tenant_id}/groups/{group_id}/settings", 200, constant(SETTINGS)),
             ("GET /tenants/{tenant_id}/users/{user_id}/settings", 200, None),
