@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from dls.api.access import owned, record, require
 from dls.api.common import api
 from dls.api.routing import ApiError, Call, RequestModel
-from dls.devices.models import Device, DeviceGroup, Scope, SettingsDocument
+from dls.devices.models import Device, DeviceGroup, DeviceStatus, Scope, SettingsDocument
 from dls.firmware.models import FirmwareTarget, Rollout, TargetScope
 from dls.tenancy.policy import Access
 
@@ -105,16 +105,21 @@ async def rename_group(call: Call) -> DeviceGroup:
 async def delete_group(call: Call) -> None:
     """Refused (409) while devices are in the group, which the admin moves first (each
     move is checked for what it does to the device), or while a firmware rollout names it
-    (the rollout's record keeps referring to it).
+    (the rollout's record keeps referring to it). Retired devices, which cannot be moved,
+    do not hold it: they leave it (registered again, a device gets a group anew).
 
     The group's settings document is emptied with its revision raised, not deleted: on
     SQLite a group created next may get the deleted group's id, and the document's
     revision, which the decoded-settings and render caches key on with the id, must then
     not repeat for other contents."""
     access, group = await group_in_path(call, "device", "write")
-    devices = await _count(call, select(Device.id).where(Device.group_id == group.id))
+    in_group = Device.group_id == group.id
+    devices = await _count(
+        call, select(Device.id).where(in_group, Device.status != DeviceStatus.RETIRED)
+    )
     if devices:
         raise ApiError.conflict(f"{devices} device(s) are in this group; move them first")
+    retired = list(await call.session.scalars(select(Device).where(in_group)))
     if await _count(call, select(Rollout.id).where(Rollout.group_id == group.id)):
         raise ApiError.conflict("a firmware rollout names this group; it stays as its record")
     key = str(group.id)
@@ -129,6 +134,11 @@ async def delete_group(call: Call) -> None:
         "name": group.name,
         "firmware_targets": [f"{t.vendor} {t.model} {t.version}" for t in targets],
     }
+    if retired:
+        details["retired_devices"] = [device.id for device in retired]
+    for device in retired:
+        device.group_id = None
+        device.revision += 1
     for target in targets:
         await call.session.delete(target)
     document = await call.session.scalar(

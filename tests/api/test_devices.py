@@ -764,6 +764,9 @@ async def test_a_group_is_deleted_only_when_empty_and_takes_its_settings_along(
             )
         )
     phone = await _yealink(client, world, "opted_in", "001565aabbd1", group_id=lobby["id"])
+    old = await _yealink(client, world, "opted_in", "001565aabbd2", group_id=lobby["id"])
+    retire = f"/api/v1/tenants/{tenant}/devices/{old['id']}/retire"
+    assert (await call("POST", retire, {}))[0] == 200  # cannot be moved; does not hold it
 
     status, refused = await call("DELETE", group)
     assert (status, refused["error"]) == (409, "conflict")
@@ -800,7 +803,10 @@ async def test_a_group_is_deleted_only_when_empty_and_takes_its_settings_along(
         "name": "Lobby",
         "firmware_targets": ["yealink T46U 108.86.0.90"],
         "settings_cleared": True,
+        "retired_devices": [old["id"]],
     }
+    status, retired = await call("GET", f"/api/v1/tenants/{tenant}/devices/{old['id']}")
+    assert (status, retired["status"], retired["group_id"]) == (200, "retired", None)
     # A group made next (on SQLite it may take the same id) starts with nothing of the
     # deleted one's, and a revision of its own.
     _, hall = await call("POST", groups, {"name": "Hall"})
