@@ -116,11 +116,6 @@ class WriteBursts:
         """The database's SQLAlchemy dialect name ("sqlite", "postgresql")."""
         return self._engine.dialect.name
 
-    @property
-    def off_loop(self) -> bool:
-        """Whether ``run_off_loop`` runs its bursts in a thread (SQLite in a file)."""
-        return self._thread_sync is not None
-
     async def run(self, writes: Sequence[Write]) -> None:
         """Execute ``writes`` in one transaction; ``WriteConflict`` if one misses."""
         if not writes:
