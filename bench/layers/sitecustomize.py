@@ -45,14 +45,14 @@ def _install(layer: str) -> None:
                 if depth >= 3:
                     refusal = self._trust.check(request, detection, facts)
                     if refusal is not None:
-                        return refusal
+                        return refusal.response
                     if depth >= 4:
                         assert facts is not None
                         offer = await self._offer(facts, detection)
                         rendered = await self._device_file(facts, detection, offer)
                         if rendered is None:
                             return web.Response(status=404)
-                        return handler._answer(request, rendered, self._content_type(detection))
+                        return self._answer(request, rendered, detection)
         return web.Response(body=body, content_type="text/plain")
 
     handler.FileProvisioner.get = get  # type: ignore[method-assign]
