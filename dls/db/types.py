@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Dialect, Enum, TypeDecorator
 
-__all__ = ["UtcDateTime", "enum_column", "sqlite_datetime", "utcnow"]
+__all__ = ["UtcDateTime", "enum_column", "sqlite_datetime", "storable", "utcnow"]
 
 
 def utcnow() -> dt.datetime:
@@ -49,6 +49,30 @@ def sqlite_datetime(value: dt.datetime) -> str:
         raise ValueError("naive datetime; dls stores aware UTC times only")
     utc = value if value.tzinfo is dt.UTC else value.astimezone(dt.UTC)
     return utc.isoformat(" ", "microseconds")[:26]  # without "+00:00"
+
+
+def storable(value: str | None, limit: int) -> str | None:
+    """Text a request brought (a User-Agent, a requested file name, what a pattern
+    captured from them) as a ``String(limit)`` column on either database holds it; None
+    for nothing.
+
+    aiohttp hands over header bytes that are not UTF-8 as lone surrogates (``\\udcff``)
+    and a path's ``%00`` as NUL: neither database takes those, nor PostgreSQL a value
+    past the column's length. One such value in a batch of the ledger's rows would fail
+    the batch, and every retry of it. Bytes that are not UTF-8 are kept as ``\\xff``
+    escapes and NUL as ``\\x00``, so the operator still sees what was sent.
+    """
+    if not value:
+        return None
+    if not value.isascii():
+        try:
+            raw = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate no decoder made: from JSON, say
+            raw = value.encode("utf-8", "backslashreplace")
+        value = raw.decode("utf-8", "backslashreplace")
+    if "\x00" in value:
+        value = value.replace("\x00", "\\x00")
+    return value[:limit]
 
 
 def enum_column(enum_type: type[enum.Enum]) -> Enum:

@@ -47,7 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from dls.db.types import UtcDateTime, sqlite_datetime, utcnow
+from dls.db.types import UtcDateTime, sqlite_datetime, storable, utcnow
 from dls.db.writes import Write
 from dls.devices.models import Device, DeviceStatus, ProvisioningRecord
 
@@ -75,8 +75,8 @@ def fetch_writes(fetches: list[Fetch], dialect: str) -> list[Write]:
     stamp = _STAMPS[dialect]
     records, latest = [], {}
     for f in fetches:
-        at, agent = stamp(f.at), (f.user_agent or "")[:255] or None
-        records.append((f.device_id, f.file, f.content_hash, f.revision, at, f.address, agent))
+        at, agent, file = stamp(f.at), storable(f.user_agent, 255), storable(f.file, 128)
+        records.append((f.device_id, file, f.content_hash, f.revision, at, f.address, agent))
         firmware = f.firmware_version or None
         latest[f.device_id] = (f.device_id, at, f.address, agent, f.revision, firmware)
     record, seen = _JSON_STATEMENTS[dialect]
@@ -96,12 +96,12 @@ def _executemany_writes(fetches: list[Fetch]) -> list[Write]:
     records = [
         {
             "device_id": f.device_id,
-            "file": f.file,
+            "file": storable(f.file, 128),
             "content_hash": f.content_hash,
             "revision": f.revision,
             "at": f.at,
             "address": f.address,
-            "user_agent": (f.user_agent or "")[:255] or None,
+            "user_agent": storable(f.user_agent, 255),
         }
         for f in fetches
     ]
@@ -110,7 +110,7 @@ def _executemany_writes(fetches: list[Fetch]) -> list[Write]:
             "b_device": f.device_id,
             "b_at": f.at,
             "b_address": f.address,
-            "b_agent": (f.user_agent or "")[:255] or None,
+            "b_agent": storable(f.user_agent, 255),
             "b_revision": f.revision,
             "b_firmware": f.firmware_version or None,
             "b_now": now,

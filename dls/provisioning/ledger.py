@@ -34,10 +34,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dls.background import FailureLog, cancel_and_wait
 from dls.db.engine import WRITER
+from dls.db.types import storable
+from dls.db.unavailable import database_unavailable, describe
 from dls.db.writes import Write, WriteBursts, run_burst
 from dls.devices.models import Device, UnclaimedDevice
 from dls.metrics import DROPPED
@@ -53,6 +56,7 @@ WRITE_CHUNK = 64  # fetches per transaction
 WRITE_GAP_S = 0.001  # between two: time for the loop to read and answer what came in
 STOP_WAIT_S = 10.0  # for a flush under way at shutdown
 MAX_BUFFERED = 100_000  # beyond this, new entries are dropped (and counted), never blocking
+REFUSALS_BEFORE_DROP = 3  # rounds in a row the database refuses a part before it goes
 NEW_UNCLAIMED_PER_MINUTE = 120  # per process
 NEW_UNCLAIMED_PER_ADDRESS_PER_MINUTE = 10
 
@@ -109,6 +113,10 @@ class _Budget:
         return True
 
 
+# What a database (or its driver, encoding a value) raises about the rows themselves.
+_REFUSALS = (StatementError, UnicodeError)
+
+
 class Ledger:
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], writes: WriteBursts | None = None
@@ -124,6 +132,7 @@ class Ledger:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._failures = FailureLog(log, "ledger flush")
+        self._refusals = 0  # rounds in a row the part at the front was refused
         # Called with each batch once it is written (firmware rollouts read the versions
         # devices report); their own failures are logged and do not undo the batch.
         self.observers: list[Callable[[Sequence[Fetch]], Awaitable[None]]] = []
@@ -188,15 +197,18 @@ class Ledger:
                     list(sightings.values()) if not written else [],
                 )
                 written += 1
-        except BaseException:
+        except BaseException as exc:
             # What was not written goes back to the front of the buffer, for the next
             # round or the final flush at shutdown (a cancellation lands between parts).
             unwritten = [fetch for part in parts[written:] for fetch in part]
+            if self._refused(exc, len(parts[written]), 0 if written else len(sightings)):
+                unwritten, sightings = unwritten[len(parts[written]) :], {}
             self._fetches[:0] = unwritten[: MAX_BUFFERED - len(self._fetches)]
             if not written:
                 for mac, sighting in sightings.items():
                     self._sightings.setdefault(mac, sighting)
             raise
+        self._refusals = 0
         # Observers see a batch once all of it is written. Of one that failed part-way
         # they see only the rest, with a later batch: a device's next fetch reports its
         # version again.
@@ -205,6 +217,30 @@ class Ledger:
                 await observer(fetches)
             except Exception:
                 log.exception("ledger observer failed")
+
+    def _refused(self, exc: BaseException, fetches: int, sightings: int) -> bool:
+        """Whether to drop the part that failed: the database or its driver refused its
+        rows (not a database away, ``database_unavailable``; not a bug elsewhere, which
+        keeps them) REFUSALS_BEFORE_DROP rounds in a row. Rows it cannot hold (a value
+        that slipped past ``storable``: a bug) would be refused every round, and every
+        fetch after them would wait behind them for good."""
+        if not isinstance(exc, _REFUSALS) or database_unavailable(exc):
+            self._refusals = 0
+            return False
+        self._refusals += 1
+        if self._refusals < REFUSALS_BEFORE_DROP:
+            return False
+        self._refusals = 0
+        DROPPED.labels("ledger").inc(fetches + sightings)
+        log.error(
+            "ledger: the database refused a part %d rounds in a row (%s); "
+            "dropped its %d fetches and %d sightings",
+            REFUSALS_BEFORE_DROP,
+            describe(exc),
+            fetches,
+            sightings,
+        )
+        return True
 
     async def _write(self, fetches: list[Write], sightings: list[Sighting]) -> None:
         """One transaction; a burst (``dls.db.writes``) when there are only fetches, so on
@@ -258,7 +294,7 @@ async def _write_sightings(session: AsyncSession, sightings: list[Sighting]) -> 
                     model=sighting.model,
                     firmware_version=sighting.firmware_version,
                     address=sighting.address,
-                    user_agent=(sighting.user_agent or "")[:255] or None,
+                    user_agent=storable(sighting.user_agent, 255),
                     first_seen=sighting.at,
                     last_seen=sighting.at,
                     requests=1,
@@ -273,7 +309,7 @@ async def _write_sightings(session: AsyncSession, sightings: list[Sighting]) -> 
                     address=sighting.address,
                     model=sighting.model or row.model,
                     firmware_version=sighting.firmware_version or row.firmware_version,
-                    user_agent=(sighting.user_agent or "")[:255] or None,
+                    user_agent=storable(sighting.user_agent, 255),
                     requests=UnclaimedDevice.requests + 1,
                 )
             )

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
-from dls.db.types import UtcDateTime, sqlite_datetime
+from dls.db.types import UtcDateTime, sqlite_datetime, storable
 
 _DIALECT = sqlite.dialect()
 _BIND = UtcDateTime().dialect_impl(_DIALECT).bind_processor(_DIALECT)
@@ -34,3 +34,33 @@ def test_sqlite_datetime_is_the_text_the_dialect_writes(value: dt.datetime) -> N
 def test_sqlite_datetime_refuses_a_naive_time() -> None:
     with pytest.raises(ValueError, match="naive"):
         sqlite_datetime(dt.datetime(2026, 11, 27, 6, 0))
+
+
+@given(st.text(st.characters(codec=None, exclude_categories=())), st.integers(1, 300))
+def test_storable_text_is_what_either_database_takes(text: str, limit: int) -> None:
+    stored = storable(text, limit)
+    if not text:
+        assert stored is None
+        return
+    assert stored is not None and len(stored) <= limit
+    stored.encode("utf-8")  # no lone surrogate: neither database takes one
+    assert "\x00" not in stored  # PostgreSQL's text takes no NUL
+    if text.isprintable() and len(text) <= limit and text == text.encode(errors="replace").decode():
+        assert stored == text  # what needs no change is kept as it came
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        # aiohttp's str of the header bytes b"Yealink \xff\xfe": what was sent stays readable
+        ("Yealink \udcff\udcfe", "Yealink \\xff\\xfe"),
+        ("a\x00b.cfg", "a\\x00b.cfg"),  # a path's %00
+        ("Gerät ✓", "Gerät ✓"),
+        ("\ud800", "\\ud800"),  # a surrogate no header decoder makes: JSON's \ud800
+        ("", None),
+        (None, None),
+        ("x" * 300, "x" * 255),
+    ],
+)
+def test_storable_examples(sent: str | None, stored: str | None) -> None:
+    assert storable(sent, 255) == stored

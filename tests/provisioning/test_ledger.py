@@ -7,7 +7,9 @@ import datetime as dt
 import logging
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dls.db.engine import session_factory
@@ -152,6 +154,80 @@ async def test_what_a_fetch_carries_is_stored_as_it_came(engine: AsyncEngine, bu
     assert record.user_agent == device.last_user_agent == agent[:255]
     assert (device.last_seen, device.first_seen) == (at, at)
     assert device.firmware_version == "108.86.0.80"  # an empty report changes nothing
+
+
+@pytest.mark.parametrize("way", ["no-bursts", "bursts", "executemany"])
+async def test_what_a_request_brought_that_no_database_takes_is_stored_escaped(
+    engine: AsyncEngine, way: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiohttp hands over a User-Agent's bytes that are not UTF-8 as lone surrogates and a
+    path's %00 as NUL. Neither database takes them: one such fetch failed its whole batch,
+    every round, so nothing after it was recorded. They are kept as escapes."""
+    if way == "executemany":
+        monkeypatch.setattr(fetch_rows, "rows_as_json", lambda dialect: False)
+    ids = await _devices(engine)
+    writes = WriteBursts(engine) if way != "no-bursts" else None
+    ledger = Ledger(session_factory(engine), writes)
+    odd = _fetch(ids[0], T0, None, "y000000000000\x00.cfg")
+    ledger.fetched(odd._replace(user_agent="Yealink SIP-T46U \udcff\udcfe"))
+    ledger.fetched(_fetch(ids[1], T0, None))
+    ledger.sighted(
+        Sighting("00156500ffff", "yealink", "T46U", None, None, "Yealink \udcc3 \x00", T0)
+    )
+
+    await ledger.flush()
+    if writes is not None:
+        writes.dispose()
+
+    async with session_factory(engine)() as session:
+        records = {r.device_id: r for r in await session.scalars(select(ProvisioningRecord))}
+        device = await session.get(Device, ids[0])
+        unclaimed = await session.scalar(select(UnclaimedDevice))
+    assert set(records) == {ids[0], ids[1]}
+    assert records[ids[0]].file == "y000000000000\\x00.cfg"
+    assert records[ids[0]].user_agent == "Yealink SIP-T46U \\xff\\xfe"
+    assert device is not None and device.last_user_agent == "Yealink SIP-T46U \\xff\\xfe"
+    assert unclaimed is not None and unclaimed.user_agent == "Yealink \\xc3 \\x00"
+
+
+@pytest.mark.parametrize("bursts", [False, True], ids=["session", "bursts"])
+async def test_a_part_the_database_refuses_round_after_round_goes_and_the_rest_is_written(
+    engine: AsyncEngine,
+    bursts: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Rows the database will never take (here a device deleted since its fetch) held
+    every later fetch back for good. After REFUSALS_BEFORE_DROP rounds their part goes,
+    logged and counted; a database away (above) still loses nothing."""
+    ids = await _devices(engine)
+    monkeypatch.setattr(ledger_module, "WRITE_CHUNK", 1)  # a part per device
+    writes = WriteBursts(engine) if bursts else None
+    ledger = Ledger(session_factory(engine), writes)
+    ledger.fetched(_fetch(max(ids) + 1000, T0, None))  # no such device: refused
+    ledger.fetched(_fetch(ids[0], T0, None))
+    before = _dropped()
+
+    for _ in range(ledger_module.REFUSALS_BEFORE_DROP - 1):
+        with pytest.raises(IntegrityError):
+            await ledger.flush()
+        assert await _records_and_last_seen(engine) == (0, {i: None for i in ids})
+    with pytest.raises(IntegrityError):
+        await ledger.flush()
+    await ledger.flush()  # the rest, next round
+    if writes is not None:
+        writes.dispose()
+
+    records, seen = await _records_and_last_seen(engine)
+    assert (records, seen[ids[0]]) == (1, T0)
+    assert _dropped() - before == 1
+    (line,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert line.startswith("ledger: the database refused a part 3 rounds in a row (Integ")
+    assert line.endswith("; dropped its 1 fetches and 0 sightings")
+
+
+def _dropped() -> float:
+    return REGISTRY.get_sample_value("dls_buffer_dropped_total", {"buffer": "ledger"}) or 0.0
 
 
 async def _records_and_last_seen(engine: AsyncEngine) -> tuple[int, dict[int, dt.datetime | None]]:

@@ -22,6 +22,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import NamedTuple
 
+from dls.db.types import storable
 from dls.provisioning.files.profiles import (
     FileSpec,
     MacCase,
@@ -46,11 +47,12 @@ __all__ = [
 
 MAX_USER_AGENT_LENGTH = 512  # real ones stay under ~130; bounds regex work on hostile input
 MAX_PATH_LENGTH = 1024
+CAPTURED_MAX = 64  # a model or version from the User-Agent: the columns' length
 # A phone sends one User-Agent on every request of a boot (and Yealink's names its MAC):
 # its match is looked up once per phone, not once per file.
 USER_AGENTS_REMEMBERED = 4096
 _NOT_A_MAC = frozenset({"000000000000", "ffffffffffff"})
-_HEX12 = re.compile(r"^[0-9a-f]{12}$")
+_HEX12 = re.compile(r"^[0-9a-f]{12}\Z")
 
 
 class EvidenceSource(StrEnum):
@@ -239,7 +241,12 @@ def _match_user_agent(
         for pattern in profile.user_agents:
             match = pattern.pattern.search(user_agent)
             if match:
-                groups = {k: v for k, v in match.groupdict().items() if v is not None}
+                # A model or version goes on to the database and the logs: storable.
+                groups = {
+                    name: text
+                    for name, value in match.groupdict().items()
+                    if (text := storable(value, CAPTURED_MAX)) is not None
+                }
                 return profile, pattern, MappingProxyType(groups)
     return None
 
@@ -249,7 +256,7 @@ def _file_matchers(profile: VendorProfile) -> list[_FileMatcher]:
     specs = sorted(profile.files, key=lambda spec: bool(template_fields(spec.template)))
     return [
         _FileMatcher(
-            profile, spec, re.compile(rf"(?:^|/){_template_regex(profile, spec.template)}$")
+            profile, spec, re.compile(rf"(?:^|/){_template_regex(profile, spec.template)}\Z")
         )
         for spec in specs
     ]

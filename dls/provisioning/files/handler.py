@@ -114,7 +114,7 @@ class FileProvisioner:
         self._ledger.fetched(
             Fetch(
                 device_id=facts.id,
-                file=request.match_info["path"][:128],
+                file=request.match_info["path"],
                 content_hash=rendered.etag.strip('"'),
                 revision=rendered.revision,
                 at=utcnow(),

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dls import audit
 from dls.db.engine import WRITER
+from dls.db.types import storable
 from dls.devices.facts import DeviceFacts
 from dls.devices.models import Device, UnclaimedDevice
 from dls.devices.unify import (
@@ -329,7 +330,7 @@ async def record_unclaimed(
         :64
     ] or None
     row.address = address
-    row.user_agent = (user_agent or "")[:255] or None
+    row.user_agent = storable(user_agent, 255)
     if inventory:
         row.inventory = inventory
     row.last_seen = now

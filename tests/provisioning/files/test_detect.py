@@ -320,6 +320,35 @@ def test_mac_case_is_part_of_the_file_name(profiles: ProfileSet) -> None:
     assert result.file is None
 
 
+def test_a_file_name_with_a_newline_after_it_is_not_the_file(profiles: ProfileSet) -> None:
+    # /prov/249ad888d0f4.cfg%0A: a regex's "$" also matches before a final newline.
+    agent = "Yealink SIP-T46U 108.86.0.90 249ad888d0f4"
+    assert isinstance(detect(profiles, "/prov/249ad888d0f4.cfg", agent), Detection)
+    result = detect(profiles, "/prov/249ad888d0f4.cfg\n", agent)
+    assert isinstance(result, Rejection) or result.file is None
+
+
+@pytest.mark.parametrize(
+    ("path", "agent", "version"),
+    [
+        # b"\xff" in the header, as aiohttp hands it over: kept as an escape
+        ("/spa122.cfg", "Cisco/SPA122-1.3.5\udcff (000E08AABBCC)(CBT1)", "1.3.5\\xff"),
+        # the columns hold 64 characters; PostgreSQL refuses more
+        (
+            "/cfg000b82aabbcc.xml",
+            "Grandstream Model HW HT812 SW 1." + "2." * 60 + "3 DevId 000b82aabbcc",
+            "1." + "2." * 31,
+        ),
+    ],
+)
+def test_what_the_user_agent_carries_is_storable(
+    profiles: ProfileSet, path: str, agent: str, version: str
+) -> None:
+    result = detect(profiles, path, agent)
+    assert isinstance(result, Detection), result
+    assert result.firmware_version == version
+
+
 def test_unrecognised(profiles: ProfileSet) -> None:
     result = detect(profiles, "/index.html", "curl/8.5.0")
     assert isinstance(result, Rejection)
