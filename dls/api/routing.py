@@ -227,6 +227,8 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
             ):
                 # Authenticate first: an anonymous caller learns nothing about the body's rules.
                 user, tenant = await _authenticate(request, session, endpoint.public)
+                if any(_NUL in value for value in request.match_info.values()):
+                    raise ApiError.not_found()  # %00 in a path names nothing
                 body = _parse_body(request, endpoint.body, received)
                 query = _parse_query(request, endpoint.query)
                 call = Call(
@@ -350,6 +352,7 @@ def _parse_body(
         data = json.loads(received or b"")
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "bad_json", f"body is not valid JSON: {exc}") from None
+    _refuse_nul(data, ())
     return _validate(model, data)
 
 
@@ -359,7 +362,28 @@ def _parse_query(request: web.Request, model: type[BaseModel] | None) -> Any:
             name = next(iter(request.query))
             raise ApiError.invalid(name, "unknown query parameter")
         return None
-    return _validate(model, dict(request.query))
+    query = dict(request.query)
+    _refuse_nul(query, ())
+    return _validate(model, query)
+
+
+# PostgreSQL's text types cannot hold NUL; SQLite's can. Refused on both, naming the
+# field, where PostgreSQL alone answered 500 (its driver refuses the statement).
+_NUL = "\x00"
+
+
+def _refuse_nul(data: Any, location: tuple[str | int, ...]) -> None:
+    if isinstance(data, str):
+        if _NUL in data:
+            field = ".".join(str(part) for part in location) or "body"
+            raise ApiError.invalid(field, "NUL characters are not allowed")
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            _refuse_nul(key, location)
+            _refuse_nul(value, (*location, key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            _refuse_nul(value, (*location, index))
 
 
 def _validate(model: type[BaseModel], data: Any) -> BaseModel:
