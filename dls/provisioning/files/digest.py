@@ -52,6 +52,11 @@ class Credentials(NamedTuple):  # a tuple: built per request, cheaper than a dat
 def parse_authorization(header: str) -> Credentials | None:
     if len(header) > MAX_HEADER_LENGTH:
         return None
+    if not header.isascii():
+        try:
+            header.encode()
+        except UnicodeEncodeError:  # bytes that are not UTF-8: aiohttp's lone surrogates
+            return None  # hashed, they raised: a 500 where any other requester gets 401
     scheme, _, rest = header.partition(" ")
     if scheme.lower() != "digest":
         return None
