@@ -26,8 +26,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from dls.db.types import storable
 from dls.logs import REQUEST_ID, Entry, Output, output
-from dls.middleware import LISTENER, loggable_path
+from dls.middleware import loggable_path
 
 __all__ = ["AccessLines", "access_logger_class"]
 
@@ -81,12 +82,13 @@ class AccessLines:
             pass
 
 
-def access_logger_class(lines: AccessLines | None) -> type[AbstractAccessLogger]:
-    """The class aiohttp instantiates per connection, bound to this process's buffer
-    (``None``: through ``logging``)."""
+def access_logger_class(lines: AccessLines | None, listener: str) -> type[AbstractAccessLogger]:
+    """The class aiohttp instantiates per connection of ``listener``, bound to this
+    process's buffer (``None``: through ``logging``)."""
 
     class AccessLogger(_AccessLogger):
         _lines = lines
+        _listener = listener
 
     return AccessLogger
 
@@ -101,15 +103,20 @@ class _AccessLogger(AbstractAccessLogger):
     """No query strings, no headers but User-Agent."""
 
     _lines: AccessLines | None = None
+    # Known when the class is made: a request aiohttp could not parse has no app to ask
+    # (request.app asserts; hasattr let the AssertionError through and lost the line).
+    _listener = "-"
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         message = f"{request.method} {loggable_path(request)} {response.status}"
         fields = {
-            "listener": request.app[LISTENER] if hasattr(request, "app") else "-",
+            "listener": self._listener,
             "remote": request.remote,
             "ms": round(time * 1000, 2),
             "bytes": response.body_length,
-            "ua": request.headers.get("User-Agent", "-")[:120],
+            # Escaped as the ledger stores it: a lone surrogate (bytes that are not UTF-8)
+            # made the buffer's flush raise, and the second's lines of every request went.
+            "ua": storable(request.headers.get("User-Agent"), 120) or "-",
         }
         if self._lines is not None:
             self._lines.add(fields, message)

@@ -206,10 +206,10 @@ async def _serve(
         stack.push_async_callback(services.firmware.stop)
         await handshakes.start()
         stack.push_async_callback(handshakes.stop)
-        for app, host, port, context in listeners.values():
+        for listener, (app, host, port, context) in listeners.items():
             runner = web.AppRunner(
                 app,
-                access_log_class=access_logger_class(lines),
+                access_log_class=access_logger_class(lines, listener),
                 access_log=logging.getLogger("dls.access") if settings.access_log else None,
                 shutdown_timeout=settings.shutdown_timeout,
                 # Closes a connection that sends no complete request head in time (silent
