@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol, TypeVar
 
 from dls import audit
-from dls.api.routing import ApiError, Call
+from dls.api.routing import MAX_ROW_ID, ApiError, Call
 from dls.tenancy.policy import Access, is_allowed, is_operator, resolve_access
 
 __all__ = ["owned", "path_id", "record", "require", "require_operator"]
@@ -32,9 +32,6 @@ class _TenantOwned(Protocol):
 
 
 Owned = TypeVar("Owned", bound=_TenantOwned)
-
-
-MAX_ROW_ID = 2**31 - 1  # ids are INTEGER columns: 32 bits on PostgreSQL
 
 
 def path_id(text: str) -> int | None:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from dls.api.access import owned, record, require, require_operator
 from dls.api.common import api
 from dls.api.groups import group_in_path
-from dls.api.routing import ApiError, Call, RequestModel
+from dls.api.routing import MAX_ROW_ID, ApiError, Call, RequestModel
 from dls.devices.effective import SYSTEM_KEY, DeviceContext, load_context, resolve_settings
 from dls.devices.inheritance import ResolutionError, SettingsLayer, effective_view
 from dls.devices.layers import encode_layer, masked_layer_json, purpose
@@ -41,6 +41,7 @@ class SettingsPut(RequestModel):
     revision: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_ROW_ID,
         description="The revision the change is based on (as read with GET; 0: nothing "
         "stored yet). When given and another change landed since, the PUT is refused with "
         "409 and changes nothing, so two admins editing the same level cannot undo each "

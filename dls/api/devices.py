@@ -12,7 +12,7 @@ from dls.api.access import owned, record, require, require_operator
 from dls.api.common import api
 from dls.api.device_settings import breaks_devices
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
-from dls.api.routing import ApiError, Call, RequestModel
+from dls.api.routing import ApiError, Call, RequestModel, RowId
 from dls.devices import client_certificates, registry
 from dls.devices.effective import join_documents, revision_column
 from dls.devices.models import Device, DeviceStatus, ProvisioningRecord, UnclaimedDevice
@@ -68,17 +68,17 @@ class DeviceCreate(RequestModel):
     mac: Mac = Field(description="12 hex digits; ':', '-' and '.' separators are accepted.")
     vendor: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
     model: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    user_id: int | None = None
+    user_id: RowId | None = None
     user_line: Line = 1
-    group_id: int | None = None
+    group_id: RowId | None = None
 
 
 class DeviceUpdate(RequestModel):
     # Omitted fields stay; null clears user or group.
     model: Annotated[str, StringConstraints(min_length=1, max_length=64)] = None  # type: ignore[assignment]
-    user_id: int | None = None
+    user_id: RowId | None = None
     user_line: Line = None  # type: ignore[assignment]
-    group_id: int | None = None
+    group_id: RowId | None = None
     force: bool = Field(
         default=False,
         description="Make the change even when the device, which gets a configuration now, "
@@ -90,7 +90,7 @@ class DeviceListQuery(PageQuery):
     q: str | None = Field(default=None, max_length=64, description="MAC part, model, user name.")
     status: DeviceStatus | None = None
     model: str | None = Field(default=None, max_length=64)
-    user_id: int | None = None
+    user_id: RowId | None = None
     sort: Literal["mac", "id"] = "mac"
 
 
@@ -141,7 +141,7 @@ class ClaimRequest(RequestModel):
     model: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         default=None, description="Defaults to the model the device reported."
     )
-    user_id: int | None = None
+    user_id: RowId | None = None
     user_line: Line = 1
 
 

@@ -92,6 +92,7 @@ class TargetPut(RequestModel):
 
 
 class TenantTargetPut(TargetPut):
+    # Checked by owned(): any id no group of the tenant has, in range or not, is a 404.
     group_id: int | None = Field(default=None, description="A device group's target instead.")
 
 

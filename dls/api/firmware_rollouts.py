@@ -23,7 +23,7 @@ from dls.api.access import owned, path_id, record, require, require_operator
 from dls.api.common import api
 from dls.api.firmware import Model, Vendor, Version
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
-from dls.api.routing import ApiError, Call, RequestModel
+from dls.api.routing import MAX_ROW_ID, ApiError, Call, RequestModel, RowId
 from dls.devices.models import Device, DeviceGroup
 from dls.firmware import rollouts
 from dls.firmware.engine import DeviceState, RolloutStatus, WavePlan, WaveStatus, Window
@@ -49,7 +49,7 @@ class WaveIn(RequestModel):
     percent: int | None = Field(
         default=None, ge=1, le=100, description="Cumulative share of the devices in scope."
     )
-    devices: list[int] | None = Field(
+    devices: list[RowId] | None = Field(
         default=None, min_length=1, max_length=MAX_EXPLICIT_DEVICES, description="Device ids."
     )
 
@@ -132,6 +132,7 @@ class OperatorRolloutCreate(RolloutCreate):
 
 
 class TenantRolloutCreate(RolloutCreate):
+    # Checked by owned(): any id no group of the tenant has, in range or not, is a 404.
     group_id: int | None = Field(default=None, description="Only this device group.")
 
 
@@ -145,7 +146,7 @@ class ResumeRequest(RequestModel):
 
 class RolloutDeviceQuery(PageQuery):
     state: DeviceState | None = None
-    wave: int | None = Field(default=None, ge=0)
+    wave: int | None = Field(default=None, ge=0, le=MAX_ROW_ID)
 
 
 class RolloutListQuery(PageQuery):

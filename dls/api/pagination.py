@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Integer, Select, String, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
-from dls.api.routing import ApiError, RequestModel
+from dls.api.routing import MAX_ROW_ID, ApiError, RequestModel
 
 __all__ = ["Page", "PageQuery", "apply_keyset", "page_of"]
 
@@ -42,6 +42,7 @@ def apply_keyset(
     """Order by (sort, tiebreak), start after the cursor, fetch one extra row."""
     if after is not None:
         sort_value, tie_value = _decode(after)
+        sort_value, tie_value = _as_column(sort_value, sort), _as_column(tie_value, tiebreak)
         if descending:
             statement = statement.where(
                 or_(sort < sort_value, and_(sort == sort_value, tiebreak < tie_value))
@@ -72,7 +73,26 @@ def _decode(cursor: str) -> tuple[Any, Any]:
     try:
         sort_value, tie_value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, TypeError):
-        raise ApiError.invalid("after", "not a cursor from a previous page") from None
-    if not isinstance(sort_value, str | int | float) or not isinstance(tie_value, str | int):
-        raise ApiError.invalid("after", "not a cursor from a previous page")
+        raise _not_a_cursor() from None
     return sort_value, tie_value
+
+
+def _as_column(value: Any, column: InstrumentedAttribute[Any]) -> Any:
+    """A cursor's value as ``column`` can be compared with it. A cursor is the client's
+    to change: a text against a number column, a number past an INTEGER's 32 bits or a
+    NUL reached the database driver, which refused the statement (a 500)."""
+    kind = column.type
+    if isinstance(kind, Integer) and type(value) is int and abs(value) <= MAX_ROW_ID:
+        return value
+    if (
+        isinstance(kind, String)
+        and type(value) is str
+        and "\x00" not in value
+        and len(value) <= (kind.length or len(value))
+    ):
+        return value
+    raise _not_a_cursor()
+
+
+def _not_a_cursor() -> ApiError:
+    return ApiError.invalid("after", "not a cursor from a previous page")

@@ -12,7 +12,7 @@ from sqlalchemy import or_, select
 from dls.api.access import path_id, record, require
 from dls.api.common import api
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
-from dls.api.routing import ApiError, Call, RequestModel
+from dls.api.routing import ApiError, Call, RequestModel, RowId
 from dls.api.tenants import escape_like
 from dls.tenancy import service
 from dls.tenancy.ids import usable_partner_id
@@ -95,7 +95,7 @@ class CheckOut(BaseModel):
 
 
 class ExplanationQuery(RequestModel):
-    user_id: int = Field(ge=1)
+    user_id: RowId
 
 
 class ExplanationOut(BaseModel):

@@ -17,10 +17,10 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -33,9 +33,16 @@ from dls.request_body import BodyRefused, read_body
 from dls.services import SERVICES, Services
 from dls.tenancy.models import Tenant, User
 
-__all__ = ["Api", "ApiError", "Call", "Endpoint", "RequestModel"]
+__all__ = ["MAX_ROW_ID", "Api", "ApiError", "Call", "Endpoint", "RequestModel", "RowId"]
 
 JSON_TYPE = "application/json"
+
+
+MAX_ROW_ID = 2**31 - 1  # ids and version counters are INTEGER columns: 32 bits on PostgreSQL
+
+# A row's id in a body or query. Past the column's range it names no row, but reached the
+# driver, which refused it: a 500 (SQLite's from 2**63, PostgreSQL's from 2**31).
+RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
 
 
 class RequestModel(BaseModel):
