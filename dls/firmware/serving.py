@@ -48,7 +48,8 @@ CHUNK_SIZE = 64 * 1024  # bytes per read: 4 TLS records
 WRITE_BUFFER_HIGH = 2 * CHUNK_SIZE  # bytes of output queued per download before waiting
 CONTENT_TYPE = "application/octet-stream"
 NOT_FOUND_BODY = b"not found\n"
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")  # fullmatch; ASCII digits only
+_BEYOND_ANY_FILE = 10**18  # a position with more digits: int() refuses past 4,300
 
 ImageLookup = Callable[[int], Awaitable[ImageRef | None]]
 MacOf = Callable[[str | None], str | None]
@@ -214,24 +215,28 @@ def _plan(request: web.BaseRequest, etag: str, last_modified: str, size: int) ->
     # Last-Modified. Otherwise the representation changed: send all of it.
     if if_range is not None and if_range.strip() not in (etag, last_modified):
         return whole
-    match = _RANGE.match(header.replace(" ", ""))
+    match = _RANGE.fullmatch(header.replace(" ", ""))
     if match is None:
         return whole  # several ranges or unknown units: a server may ignore Range
     first, last = match.groups()
     if not first and not last:
         return whole
     if not first:  # the last N bytes
-        length = min(int(last), size)
+        length = min(_position(last), size)
         if length == 0:
             return _Plan(416)
         return _Plan(206, size - length, length)
-    start = int(first)
+    start = _position(first)
     if start >= size:
         return _Plan(416)
-    end = min(int(last), size - 1) if last else size - 1
+    end = min(_position(last), size - 1) if last else size - 1
     if end < start:
         return whole  # invalid range: ignored
     return _Plan(206, start, end - start + 1)
+
+
+def _position(digits: str) -> int:
+    return int(digits) if len(digits) < 19 else _BEYOND_ANY_FILE
 
 
 def _tag_listed(header: str, etag: str, *, weak: bool) -> bool:

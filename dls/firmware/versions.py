@@ -26,7 +26,9 @@ _DOTTED = re.compile(r"\d+(?:\.\d+)+")
 
 def version_key(version: str) -> str:
     """The comparison form of ``version``: equal keys mean the same firmware."""
-    text = " ".join(version.split()).casefold()
+    # Bounded first: a phone's report can be any length, and int() refuses a number of
+    # more than 4,300 digits (a ValueError in the middle of its interaction).
+    text = " ".join(version[: 4 * MAX_VERSION_LENGTH].split()).casefold()
     unify = _UNIFY.fullmatch(text)
     if unify is not None:
         numbers = [group for group in unify.groups() if group is not None]

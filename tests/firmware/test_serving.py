@@ -78,6 +78,11 @@ async def test_conditions_and_ranges(
         ({"Range": "items=0-1"}, 200, IMAGE),  # unknown unit: ignored
         ({"Range": "bytes=9-3"}, 200, IMAGE),  # invalid: ignored
         ({"Range": "bytes=-0"}, 416, b""),
+        # Positions of thousands of digits: past any file (int() refuses them: a 500)
+        ({"Range": "bytes=" + "9" * 5000 + "-"}, 416, b""),
+        ({"Range": "bytes=0-" + "9" * 5000}, 206, IMAGE),
+        ({"Range": "bytes=-" + "9" * 5000}, 206, IMAGE),
+        ({"Range": "bytes=\u0661-"}, 200, IMAGE),  # not an ASCII digit: ignored
         ({"If-Match": '"other"'}, 412, b""),
         ({"If-Match": etag, "Range": "bytes=5-9"}, 206, IMAGE[5:10]),
         ({"If-None-Match": f'W/{etag}, "x"'}, 304, b""),

@@ -41,3 +41,10 @@ def test_unknown_is_never_the_same() -> None:
 
 def test_keys_fit_the_column() -> None:
     assert len(version_key("x" * 200)) == 64
+
+
+def test_a_report_of_any_length_compares_without_raising() -> None:
+    # int() refuses numbers past 4,300 digits; a phone's report can be any length.
+    huge = "1." + "9" * 5000
+    assert len(version_key(huge)) <= 64
+    assert not same_version(huge, "1.9")
