@@ -241,7 +241,8 @@ def parse_csv(text: str) -> list[ImportRow]:
         error = None
         if len(fields) > max(columns.values()) + 1:
             error = f"expected {','.join(columns)}"
-        elif line and not line.isdigit():
+        elif line and not (line.isascii() and line.isdigit() and len(line) <= 4):
+            # str.isdigit also takes "²", which int() refuses, as it does 4,300 digits
             error = "line must be a number"
         rows.append(
             ImportRow(
@@ -249,7 +250,7 @@ def parse_csv(text: str) -> list[ImportRow]:
                 value["mac"],
                 value["model"],
                 value.get("user", ""),
-                int(line) if line.isdigit() else None,
+                int(line) if line and error is None else None,
                 error,
             )
         )

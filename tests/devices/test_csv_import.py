@@ -52,6 +52,14 @@ def test_bad_rows_carry_their_error() -> None:
     assert parse_csv("001565000001,T46U,,x\n")[0].error == "line must be a number"
 
 
+@pytest.mark.parametrize("line", ["\u00b2", "\u0661", "9" * 5000])
+def test_a_line_int_cannot_read_is_that_rows_error(line: str) -> None:
+    # str.isdigit takes all three: int() raised for "²" and 5,000 digits (the whole
+    # import answered 500) and read the Arabic-Indic one as line 1.
+    (row,) = parse_csv(f"001565000001,T46U,,{line}\n")
+    assert (row.line, row.error) == (None, "line must be a number")
+
+
 @pytest.mark.parametrize(
     ("header", "message"),
     [
