@@ -359,6 +359,8 @@ def _parse_body(
         data = json.loads(received or b"")
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "bad_json", f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # a few thousand nested arrays: the parser recurses per level
+        raise ApiError(400, "bad_json", "body is nested too deeply") from None
     _refuse_nul(data, ())
     return _validate(model, data)
 
@@ -380,17 +382,20 @@ _NUL = "\x00"
 
 
 def _refuse_nul(data: Any, location: tuple[str | int, ...]) -> None:
-    if isinstance(data, str):
-        if _NUL in data:
-            field = ".".join(str(part) for part in location) or "body"
-            raise ApiError.invalid(field, "NUL characters are not allowed")
-    elif isinstance(data, dict):
-        for key, value in data.items():
-            _refuse_nul(key, location)
-            _refuse_nul(value, (*location, key))
-    elif isinstance(data, list):
-        for index, value in enumerate(data):
-            _refuse_nul(value, (*location, index))
+    # A loop, not recursion: a body may nest as deep as the JSON parser went.
+    pending: list[tuple[Any, tuple[str | int, ...]]] = [(data, location)]
+    while pending:
+        value, where = pending.pop()
+        if isinstance(value, str):
+            if _NUL in value:
+                field = ".".join(str(part) for part in where) or "body"
+                raise ApiError.invalid(field, "NUL characters are not allowed")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                pending.append((key, where))
+                pending.append((item, (*where, key)))
+        elif isinstance(value, list):
+            pending.extend((item, (*where, index)) for index, item in enumerate(value))
 
 
 def _validate(model: type[BaseModel], data: Any) -> BaseModel:

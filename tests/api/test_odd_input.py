@@ -126,3 +126,23 @@ async def test_a_forged_page_cursor_is_a_422(
     assert (await response.json())["details"] == [
         {"field": "after", "message": "not a cursor from a previous page", "type": "value_error"}
     ]
+
+
+@pytest.mark.parametrize(("depth", "status"), [(900, 422), (5000, 400), (100_000, 400)])
+async def test_a_body_nested_past_the_parser_is_a_400(
+    client: TestClient[Any, Any], world: World, depth: int, status: int
+) -> None:
+    """json.loads recurses per level: past Python's recursion limit it raised
+    RecursionError, which the body's parsing did not catch (a 500)."""
+    body = '{"name": ' + "[" * depth + "]" * depth + "}"
+    response = await client.post(
+        f"/api/v1/tenants/{world.tid('opted_in')}/groups",
+        data=body,
+        headers={**world.auth("opted_in_admin"), **JSON},
+    )
+    assert response.status == status, await response.text()
+    if status == 400:
+        assert await response.json() == {
+            "error": "bad_json",
+            "message": "body is nested too deeply",
+        }
