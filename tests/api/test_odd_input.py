@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from tests.api.world import World
@@ -17,6 +18,18 @@ from tests.api.world import World
 pytestmark = pytest.mark.db
 
 JSON = {"Content-Type": "application/json"}
+
+
+async def _as_admin(
+    client: TestClient[Any, Any], world: World, method: str, path: str, body: Any
+) -> ClientResponse:
+    """The customer's admin sends ``body`` as JSON (none: no body)."""
+    return await client.request(
+        method,
+        path,
+        data=json.dumps(body) if body is not None else None,
+        headers={**world.auth("opted_in_admin"), **(JSON if body is not None else {})},
+    )
 
 
 @pytest.mark.parametrize(
@@ -39,12 +52,7 @@ async def test_nul_in_a_body_or_query_is_a_422_on_both_databases(
     """PostgreSQL's text takes no NUL: its driver refused the statement and the admin got
     a 500, where SQLite stored the NUL."""
     tenant = world.tid("opted_in")
-    response = await client.request(
-        method,
-        path.format(tenant=tenant),
-        data=json.dumps(body) if body is not None else None,
-        headers={**world.auth("opted_in_admin"), **(JSON if body is not None else {})},
-    )
+    response = await _as_admin(client, world, method, path.format(tenant=tenant), body)
     assert response.status == 422, await response.text()
     assert (await response.json())["details"] == [
         {"field": field, "message": "NUL characters are not allowed", "type": "value_error"}
@@ -89,12 +97,7 @@ async def test_an_id_no_integer_column_holds_is_a_422(
 ) -> None:
     tenant = world.tid("opted_in")
     admin = world.auth("opted_in_admin")
-    response = await client.request(
-        method,
-        path.format(tenant=tenant),
-        data=json.dumps(body) if body is not None else None,
-        headers={**admin, **(JSON if body is not None else {})},
-    )
+    response = await _as_admin(client, world, method, path.format(tenant=tenant), body)
     assert response.status == 422, await response.text()
     (detail,) = (await response.json())["details"]
     assert detail["field"] == field
