@@ -9,7 +9,7 @@ Successful downloads and installs are in tests/e2e/test_firmware.py.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -18,9 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dls.config import Settings
-from dls.db.engine import session_factory
 from dls.db.types import utcnow
-from dls.devices.catalog import load_catalog
 from dls.devices.models import Device, Scope
 from dls.devices.unify import DeviceJob, JobKind, JobState
 from dls.firmware.delivery import select_firmware
@@ -28,15 +26,13 @@ from dls.firmware.engine import DeviceState, WavePlan
 from dls.firmware.models import RolloutDevice, TargetScope
 from dls.firmware.rollouts import RolloutRequest, TargetSpec, create_rollout
 from dls.firmware.targets import set_target
-from dls.pki import ensure_pki
-from dls.provisioning.ledger import Ledger
 from dls.provisioning.wpi.dispatch import BACKGROUND, STALE_SENT
 from dls.provisioning.wpi.firmware import ORIGIN, wpi_version
 from dls.provisioning.wpi.store import MAX_JOB_ATTEMPTS
-from dls.secretbox import load_secret_box
 from dls.services import Services
 from dls.sim.unify import UnifyPhone
 from dls.tenancy.models import Tenant
+from tests.conftest import in_process_services
 from tests.firmware.conftest import Fleet as Images
 from tests.provisioning.wpi.conftest import Fleet
 from tests.provisioning.wpi.test_handler import answer, identity, post, workpoint
@@ -52,14 +48,14 @@ URL_TTL = 3600
 
 
 @pytest.fixture
-async def services(engine: AsyncEngine, make_settings: Callable[..., Settings]) -> Services:
+async def services(
+    engine: AsyncEngine, make_settings: Callable[..., Settings]
+) -> AsyncIterator[Services]:
     """The WPI services, with download URLs that lead nowhere and a one-hour URL TTL."""
     settings = make_settings(public_device_url=UNREACHABLE, firmware_url_ttl=URL_TTL)
-    sessions = session_factory(engine)
-    return Services(
-        settings, ensure_pki(settings), engine, sessions, load_secret_box(settings),
-        load_catalog(), Ledger(sessions),
-    )  # fmt: skip
+    services = in_process_services(settings, engine)
+    yield services
+    await services.reads.dispose()
 
 
 async def target(services: Services, tenant: Tenant, version: str | None) -> None:

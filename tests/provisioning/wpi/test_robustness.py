@@ -158,6 +158,7 @@ class _Harness:
 
     async def close(self) -> None:
         await self.client.close()
+        await self.services.reads.dispose()
         await self.services.engine.dispose()
 
 
