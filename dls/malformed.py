@@ -21,6 +21,7 @@ from dls.quiet import QuietLog
 __all__ = ["MalformedRequests"]
 
 _NUMBERS = re.compile(r"\d+")
+_QUOTED = re.compile(r"[:'\"]")
 
 
 class MalformedRequests(logging.Filter):
@@ -38,8 +39,9 @@ class MalformedRequests(logging.Filter):
 
 
 def _fault(error: HttpProcessingError) -> str:
-    """The parser's words for the fault: its message's first line up to the bytes it
-    quotes, numbers (a line's length) left out so one kind stays one reason."""
-    words = (error.message or "").splitlines()[0] if error.message else ""
-    words = _NUMBERS.sub("N", words.split(":", 1)[0]).strip()[:80]
+    """The parser's words for the fault: its message's first line up to what it quotes
+    of the request (after a colon or in quotes), numbers (a line's length) left out, so
+    one kind of fault stays one reason however many clients send it."""
+    words = error.message.splitlines()[0] if error.message else ""
+    words = _NUMBERS.sub("N", _QUOTED.split(words, maxsplit=1)[0]).strip()[:80]
     return f"{type(error).__name__} ({words})" if words else type(error).__name__

@@ -49,3 +49,20 @@ def test_a_request_that_is_not_http_is_one_warning_per_kind(
 
 def test_a_failure_of_dls_itself_keeps_its_traceback() -> None:
     assert MalformedRequests().filter(_record(KeyError("a bug")))
+
+
+def test_what_the_parser_quotes_of_the_request_is_left_out() -> None:
+    # One reason however many different requests: the QuietLog stays quiet.
+    malformed = MalformedRequests()
+    logger = logging.getLogger("dls.http")
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        for method in ("GETX", "PUTZ", "H3AD"):
+            malformed.filter(_record(BadHttpMessage(f"Bad method '{method}' in request")))
+    finally:
+        logger.removeHandler(handler)
+    assert seen[0] == "malformed HTTP request: BadHttpMessage (Bad method)"
+    assert len(set(seen)) == 1
