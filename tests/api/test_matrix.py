@@ -877,7 +877,7 @@ ROWS = (
     caller_row("POST /firmware/rollouts/{rollout_id}/abort", 200, "A FF FFF FFFFF"),
     caller_row("GET /system/settings", 200, "A FF FFF FFFFF"),
     caller_row("PUT /system/settings", 200, "A FF FFF FFFFF", constant(SETTINGS)),
-    # The picker answers every partner admin; what it may list is test_security's concern.
+    # The picker answers every partner admin; what it may list: test_security_partner_ids.py.
     caller_row("GET /partner/tenants", 200, "F FF FAF AAAAA"),
     caller_row("GET /audit", 200, "A AF AAF AAAAA"),
     caller_row("GET /me", 200, "A AA AAA AAAAA"),
