@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TextIO
 
 from dls.config import LogFormat
-from dls.malformed import MalformedRequests
+from dls.malformed import MALFORMED_REQUESTS
 
 __all__ = ["REQUEST_ID", "Entry", "Output", "configure", "mask_fields", "output"]
 
@@ -183,6 +183,4 @@ def configure(log_format: LogFormat, level: str) -> None:
     # aiohttp's own access logger is replaced by dls.http's; keep its error logger, but
     # not its traceback for every request that is not HTTP (dls.malformed).
     logging.getLogger("aiohttp.access").propagate = False
-    server_log = logging.getLogger("aiohttp.server")
-    server_log.filters[:] = [f for f in server_log.filters if not isinstance(f, MalformedRequests)]
-    server_log.addFilter(MalformedRequests())
+    logging.getLogger("aiohttp.server").addFilter(MALFORMED_REQUESTS)  # once, if called again

@@ -18,7 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from dls.quiet import QuietLog
 
-__all__ = ["MalformedRequests"]
+__all__ = ["MALFORMED_REQUESTS", "MalformedRequests"]
 
 _NUMBERS = re.compile(r"\d+")
 _QUOTED = re.compile(r"[:'\"]")
@@ -36,6 +36,10 @@ class MalformedRequests(logging.Filter):
         remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
         self._quiet.warning("malformed HTTP request: " + _fault(error), remote=remote or "-")
         return False
+
+
+# The one a process installs (dls.logs.configure): logging adds a filter object once.
+MALFORMED_REQUESTS = MalformedRequests()
 
 
 def _fault(error: HttpProcessingError) -> str:
