@@ -25,6 +25,7 @@ __all__ = [
     "REQUESTS",
     "REQUEST_SECONDS",
     "TLS_HANDSHAKES",
+    "TLS_HANDSHAKE_FAILURES",
     "WPI_INTERACTIONS",
     "WPI_OPEN_INTERACTIONS",
     "WPI_REFUSED",
@@ -56,6 +57,13 @@ TLS_HANDSHAKES = Counter(
     "TLS handshakes by listener: started, and completed; the difference failed (or is "
     "under way), which no access line shows (dls.handshakes)",
     ["listener", "stage"],
+)
+TLS_HANDSHAKE_FAILURES = Counter(
+    "dls_tls_handshake_failures_total",
+    "TLS handshakes that failed, by listener and OpenSSL's reason (CERTIFICATE_VERIFY_FAILED, "
+    "TLSV1_ALERT_UNKNOWN_CA, HTTP_REQUEST, ...; OTHER when it gives none); a client that "
+    "goes away mid-handshake is not among them (dls.handshakes)",
+    ["listener", "reason"],
 )
 DROPPED = Counter(
     "dls_buffer_dropped_total",

@@ -47,7 +47,7 @@ from dls.discovery import Advertiser
 from dls.firmware.catalog import DEFAULT_CATALOG_DIR as DEFAULT_FIRMWARE_CATALOG
 from dls.firmware.catalog import CatalogError
 from dls.firmware.catalog import load_catalog as load_firmware_catalog
-from dls.handshakes import HandshakeCounts
+from dls.handshakes import HandshakeCounts, report_failures
 from dls.pki import Pki, ensure_pki, fingerprint
 from dls.provisioning.ledger import Ledger
 from dls.provisioning.retention import LedgerRetention
@@ -188,7 +188,9 @@ async def _serve(
             settings.admin_port,
             tls.admin_context(pki),
         )
-    handshakes = HandshakeCounts({name: entry[3] for name, entry in listeners.items()})
+    contexts = {name: entry[3] for name, entry in listeners.items()}
+    handshakes = HandshakeCounts(contexts)
+    report_failures(contexts)
     lines = access_lines() if settings.access_log else None
     async with AsyncExitStack() as stack:
         if lines is not None:

@@ -84,6 +84,28 @@ async def test_a_factory_certificate_from_an_unknown_ca_fails_unless_the_request
         await _get(server.url("device", "/healthz"), server.ssl_context(*foreign))
     assert "client certificate optional, 0 vendor CA bundle(s)" in server.output()
 
+    # The operator learns why from the log (the first time) and the metrics.
+    async def output() -> str:
+        return server.output()
+
+    logged = await eventually(output, lambda text: "TLS handshake failed" in text)
+    assert (
+        "TLS handshake failed on the device listener: CERTIFICATE_VERIFY_FAILED (unable to "
+        "get local issuer certificate): the client's certificate is from no CA this listener "
+        "trusts (trusted here: the device CA and the bundles in certs/vendor-ca/; "
+        "device_client_certificates = false asks phones for none)"
+    ) in logged
+    _, _, body = await _get(server.url("admin", "/metrics"), server.ssl_context())
+    failures = {
+        tuple(sample.labels.values()): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+        if sample.name == "dls_tls_handshake_failures_total"
+    }
+    # aiohttp tries a request again on a new connection when the first one breaks.
+    assert list(failures) == [("device", "CERTIFICATE_VERIFY_FAILED")]
+    assert failures["device", "CERTIFICATE_VERIFY_FAILED"] >= 1
+
     (tmp_path / "relaxed").mkdir()
     relaxed = ServerProcess(
         tmp_path / "relaxed", database_url, env={"DLS_DEVICE_CLIENT_CERTIFICATES": "false"}
