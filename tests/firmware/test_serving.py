@@ -200,11 +200,13 @@ class TestAClientThatStopsReading:
     def firmware_settings(self) -> dict[str, Any]:
         return {"send_timeout": 0.5}
 
+    @pytest.mark.parametrize("over_tls", [True, False])
     async def test_loses_its_connection_after_send_timeout(
-        self, services: Services, fleet: Fleet
+        self, services: Services, fleet: Fleet, over_tls: bool
     ) -> None:
-        """Over TLS (the device listener's only kind): a phone that stops taking a download
-        holds its connection send_timeout longer, not for ever."""
+        """A phone that stops taking a download holds its connection send_timeout longer,
+        not for ever. Over TLS (every listener's kind), and over plain TCP, where a
+        zero-copy sendfile used to wait for such a client for ever."""
         big = os.urandom(32 * 1024 * 1024)  # far more than the socket buffers hold
         runtime = services.firmware
         checked = check_request(
@@ -226,11 +228,19 @@ class TestAClientThatStopsReading:
         device = await fleet.device(await fleet.tenant())
         url = url_for(services, device.id, device.mac, image.id)
         server = TestServer(build_device_app(services))
-        await server.start_server(ssl=tls.device_context(services.pki, client_certificates=False))
-        try:
+        if over_tls:
+            context = tls.device_context(services.pki, client_certificates=False)
             client_context = ssl.create_default_context(cafile=str(services.pki.ca_cert))
+            await server.start_server(ssl=context)
+        else:
+            client_context = None
+            await server.start_server()
+        try:
             reader, writer = await asyncio.open_connection(
-                "127.0.0.1", server.port, ssl=client_context, server_hostname="localhost"
+                "127.0.0.1",
+                server.port,
+                ssl=client_context,
+                server_hostname="localhost" if over_tls else None,
             )
             writer.write(f"GET {url} HTTP/1.1\r\nHost: dls\r\n\r\n".encode())
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
