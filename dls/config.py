@@ -7,6 +7,8 @@ The README's configuration table is checked against this class by a test.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from enum import StrEnum
 from ipaddress import ip_address
 from pathlib import Path
@@ -19,8 +21,18 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
-__all__ = ["ConfigError", "KeyType", "LogFormat", "Settings", "load_settings"]
+__all__ = [
+    "KEY_FORMAT",
+    "ConfigError",
+    "KeyType",
+    "LogFormat",
+    "Settings",
+    "is_secret_key",
+    "load_settings",
+]
 
 
 class KeyType(StrEnum):
@@ -59,7 +71,8 @@ class Settings(BaseSettings):
     )
     database_url: str = Field(
         default="",
-        description="SQLAlchemy async URL; empty means the SQLite file data_dir/dls.sqlite3.",
+        description="SQLAlchemy URL (sqlite+aiosqlite or postgresql+asyncpg; the bare dialect "
+        "names mean them); empty means the SQLite file data_dir/dls.sqlite3.",
     )
     hostnames: list[str] = Field(
         default_factory=lambda: ["localhost"],
@@ -204,6 +217,30 @@ class Settings(BaseSettings):
                 raise ValueError(f"not a host name: {name!r}")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        """One of the two drivers dls runs on; the bare dialect names mean them."""
+        if not value:
+            return value
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("not a database URL") from None
+        driver = _DRIVERS.get(url.drivername)
+        if driver is None:
+            raise ValueError(
+                f"dls runs on sqlite+aiosqlite or postgresql+asyncpg, not {url.drivername!r}"
+            )
+        return url.set(drivername=driver).render_as_string(hide_password=False)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not is_secret_key(value.get_secret_value()):
+            raise ValueError(KEY_FORMAT)
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -238,6 +275,24 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
 
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+KEY_FORMAT = "must be 32 random bytes in base64 (openssl rand -base64 32)"
+
+
+def is_secret_key(text: str | bytes) -> bool:
+    """Whether ``text`` is a key for secrets at rest: 32 bytes (AES-256) in base64."""
+    try:
+        return len(base64.b64decode(text.strip(), validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
 class ConfigError(Exception):
     """A setting is invalid; the message is one line per problem, naming the key."""
 
@@ -267,5 +322,7 @@ def _describe(exc: ValidationError) -> str:
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown setting"
+        elif error["type"] == "value_error":  # a validator's own words, without a prefix
+            message = str(error.get("ctx", {}).get("error", message))
         lines.append(f"setting '{key}': {message}")
     return "\n".join(lines)

@@ -9,7 +9,6 @@ is under the key in ``secret.key.new``: the command says so, and moving that fil
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from dls.devices.layers import SECRET_MARKER, purpose
 from dls.devices.models import Device, SettingsDocument
 from dls.devices.registry import digest_purpose
 from dls.devices.unify import rotate_pins
-from dls.secretbox import KEY_FILE, SecretBox, generate_key_file
+from dls.secretbox import KEY_FILE, SecretBox, generate_key_file, read_key_file
 
 __all__ = ["ROTATORS", "rotate_key_file"]
 
@@ -82,7 +81,7 @@ async def rotate_key_file(
             f"{pending} exists: an earlier rotation did not finish. If the database was "
             f"re-encrypted, move it to {current}; otherwise delete it and run again."
         )
-    old = SecretBox(base64.b64decode(current.read_bytes().strip()))
+    old = read_key_file(current)
     new = SecretBox(generate_key_file(pending))
     total = 0
     async with session_factory() as session, session.begin():

@@ -20,9 +20,16 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from dls.config import Settings
+from dls.config import KEY_FORMAT, ConfigError, Settings, is_secret_key
 
-__all__ = ["KEY_FILE", "SecretBox", "SecretError", "generate_key_file", "load_secret_box"]
+__all__ = [
+    "KEY_FILE",
+    "SecretBox",
+    "SecretError",
+    "generate_key_file",
+    "load_secret_box",
+    "read_key_file",
+]
 
 KEY_FILE = "secret.key"
 PREFIX = "v1"
@@ -77,16 +84,24 @@ def _b64(data: bytes) -> str:
 
 def load_secret_box(settings: Settings) -> SecretBox:
     """The configured key; creates ``certs/secret.key`` (0600) on first use if none is set."""
-    if settings.secret_key is not None:
-        try:
-            key = base64.b64decode(settings.secret_key.get_secret_value(), validate=True)
-        except binascii.Error:
-            raise ValueError("setting 'secret_key': not base64") from None
-        return SecretBox(key)
+    if settings.secret_key is not None:  # checked when the settings were read
+        return SecretBox(base64.b64decode(settings.secret_key.get_secret_value().strip()))
     path = settings.certs_dir / KEY_FILE
     if not path.exists():
         generate_key_file(path)
-    return SecretBox(base64.b64decode(path.read_bytes().strip()))
+    return read_key_file(path)
+
+
+def read_key_file(path: Path) -> SecretBox:
+    """The key in ``path``; a missing or damaged file is a configuration error (one line,
+    exit code 2), not a traceback."""
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found") from None
+    if not is_secret_key(text):
+        raise ConfigError(f"{path}: {KEY_FORMAT}")
+    return SecretBox(base64.b64decode(text.strip()))
 
 
 def generate_key_file(path: Path) -> bytes:

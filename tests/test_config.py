@@ -42,6 +42,17 @@ def test_file_then_environment_then_overrides(
         ("hostnames = []", "setting 'hostnames'"),
         ("log_level = 'loud'", "setting 'log_level'"),
         ("device_port = ", "config file"),
+        (
+            "database_url = 'mysql://dls@db/dls'",
+            "setting 'database_url': dls runs on sqlite+aiosqlite or postgresql+asyncpg, "
+            "not 'mysql'",
+        ),
+        ("database_url = '::'", "setting 'database_url': not a database URL"),
+        (
+            "secret_key = 'c2hvcnQ='",  # 5 bytes
+            "setting 'secret_key': must be 32 random bytes in base64 (openssl rand -base64 32)",
+        ),
+        ("secret_key = 'not base64!'", "setting 'secret_key': must be 32 random bytes"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, toml: str, expected: str) -> None:
@@ -51,6 +62,21 @@ def test_bad_values_name_the_key(tmp_path: Path, toml: str, expected: str) -> No
         load_settings(config)
     assert expected in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("postgresql://dls:p%40ss@db:5433/dls", "postgresql+asyncpg://dls:p%40ss@db:5433/dls"),
+        ("postgres://dls@db/dls", "postgresql+asyncpg://dls@db/dls"),
+        ("postgresql+asyncpg://dls@db/dls", "postgresql+asyncpg://dls@db/dls"),
+        ("sqlite:////srv/dls/dls.sqlite3", "sqlite+aiosqlite:////srv/dls/dls.sqlite3"),
+    ],
+)
+def test_database_urls_name_the_driver_dls_runs_on(given: str, used: str) -> None:
+    """The URL an operator copies from elsewhere (no driver, or Heroku's ``postgres://``)
+    means the driver dls runs on, password and port kept."""
+    assert load_settings(database_url=given).effective_database_url == used
 
 
 def test_bad_environment_value_stops_the_cli(
@@ -71,7 +97,7 @@ def test_missing_config_file_is_reported(tmp_path: Path) -> None:
 def test_config_show_masks_secrets(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("DLS_SECRET_KEY", "c3VwZXItc2VjcmV0LWtleS1tYXRlcmlhbA==")
+    monkeypatch.setenv("DLS_SECRET_KEY", "c3VwZXItc2VjcmV0LWtleS1tYXRlcmlhbC0zMmJ5dGU=")
     monkeypatch.setenv("DLS_DATABASE_URL", "postgresql+asyncpg://dls:hunter2@db.example/dls")
     monkeypatch.setenv("DLS_SERVER_KEY_TYPE", "both")
     assert main(["config", "show"]) == 0

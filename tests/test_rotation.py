@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dls.config import Settings
+from dls.config import ConfigError, Settings
 from dls.db.engine import session_factory
 from dls.devices.inheritance import SettingsLayer
 from dls.devices.layers import decode_layer, encode_layer, purpose
@@ -72,3 +72,21 @@ async def test_an_unfinished_rotation_is_reported(
     (settings.certs_dir / (KEY_FILE + ".new")).write_text("x")
     with pytest.raises(RuntimeError, match="did not finish"):
         await rotate_key_file(session_factory(engine), settings.certs_dir)
+
+
+@pytest.mark.parametrize("content", [None, b"damaged\n"])
+async def test_a_missing_or_damaged_key_file_is_reported_and_nothing_changes(
+    engine: AsyncEngine, make_settings: Callable[..., Settings], content: bytes | None
+) -> None:
+    """One line from ``dls secrets rotate-key`` (it was a traceback), and no new key."""
+    settings = make_settings()
+    settings.certs_dir.mkdir(parents=True, exist_ok=True)
+    current = settings.certs_dir / KEY_FILE
+    if content is not None:
+        current.write_bytes(content)
+    expected = "not found" if content is None else "must be 32 random bytes in base64"
+    with pytest.raises(ConfigError, match=f"^{current}: {expected}"):
+        await rotate_key_file(session_factory(engine), settings.certs_dir)
+    assert sorted(path.name for path in settings.certs_dir.iterdir()) == (
+        [] if content is None else [KEY_FILE]
+    )

@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import pytest
 
-from dls.config import Settings
+from dls.config import ConfigError, Settings
 from dls.secretbox import KEY_FILE, SecretBox, SecretError, load_secret_box
 
 
@@ -20,8 +20,19 @@ def test_environment_key_wins(make_settings: Callable[..., Settings]) -> None:
     key = base64.b64encode(b"k" * 32).decode()
     box = load_secret_box(make_settings(secret_key=key))
     assert box.key_id == SecretBox(b"k" * 32).key_id
-    with pytest.raises(ValueError, match="32 bytes"):
-        load_secret_box(make_settings(secret_key=base64.b64encode(b"short").decode()))
+
+
+@pytest.mark.parametrize("content", [b"", b"not base64\n", base64.b64encode(b"k" * 16) + b"\n"])
+def test_a_damaged_key_file_is_a_configuration_error(
+    make_settings: Callable[..., Settings], content: bytes
+) -> None:
+    """Not a traceback: the CLI prints the one line and exits 2."""
+    settings = make_settings()
+    path = settings.certs_dir / KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=f"^{path}: must be 32 random bytes in base64"):
+        load_secret_box(settings)
 
 
 def test_ciphertexts_are_bound_to_purpose_and_key() -> None:
