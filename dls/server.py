@@ -29,9 +29,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from aiohttp import web
 
@@ -314,8 +315,17 @@ def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None
 def _worker(
     settings: Settings, pki: Pki, role: Role, ready: multiprocessing.synchronize.Event
 ) -> None:
+    _name_process(multiprocessing.current_process().name)
     logs.configure(settings.log_format, settings.log_level)
     run_async(_serve(settings, pki, "", role, advertise=False, on_ready=ready.set))
+
+
+def _name_process(name: str) -> None:
+    """A spawned child is ``python -c ...`` to the system; its name (``dls-worker-0``,
+    ``dls-admin``) is what ``ps -o comm``, ``top`` and ``pgrep`` then show. Linux keeps
+    15 bytes of it; elsewhere the name stays the interpreter's."""
+    with suppress(OSError):
+        Path("/proc/self/comm").write_text(name[:15])
 
 
 def _advertise_in_thread(settings: Settings, ca_sha256: str) -> Callable[[], None]:

@@ -153,7 +153,9 @@ async def test_workers_share_the_phones_ports_and_the_admin_process_counts_them(
     process = ServerProcess(tmp_path, database_url, args=["--workers", "2"])
     await process.start()
     try:
-        assert len(_children(process)) == 3  # two workers and the admin process
+        # Two workers and the admin process, named for ps, top and pgrep.
+        names = sorted(_name(child) for child in _children(process))
+        assert names == ["dls-admin", "dls-worker-0", "dls-worker-1"]
         context = process.ssl_context()
         results = await asyncio.gather(
             *(_get(process.url("device", "/healthz"), context) for _ in range(20))
@@ -223,3 +225,8 @@ def _children(process: ServerProcess) -> list[int]:
         for child in children
         if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
     ]
+
+
+def _name(pid: int) -> str:
+    """What ps -o comm shows for the process."""
+    return Path(f"/proc/{pid}/comm").read_text().strip()
