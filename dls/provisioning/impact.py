@@ -41,8 +41,9 @@ from dls.devices.effective import (
 from dls.devices.inheritance import ResolutionError
 from dls.devices.models import Device, DeviceStatus, Scope
 from dls.provisioning.files.handler import PROVISIONING_PREFIX
-from dls.provisioning.files.profiles import FileScope, VendorProfile
+from dls.provisioning.files.profiles import VendorProfile
 from dls.provisioning.files.render import RenderError, RenderRequest, render, rendered_files
+from dls.provisioning.files.vocabulary import FileScope
 from dls.services import Services
 
 __all__ = ["CHECK_LIMIT", "Broken", "Impact", "device_problem", "settings_change_impact"]

@@ -48,16 +48,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from dls.devices.settings import VendorName
 from dls.provisioning.files.detect import normalise_mac
-from dls.provisioning.files.profiles import (
-    FileRole,
-    FileScope,
-    FileSpec,
-    FirmwareLocation,
-    FormatFamily,
-    ModelSpec,
-    VendorProfile,
-    template_fields,
-)
+from dls.provisioning.files.profiles import FileSpec, ModelSpec, VendorProfile, template_fields
+from dls.provisioning.files.vocabulary import FileRole, FileScope, FirmwareLocation, FormatFamily
 from dls.sim.formats import MAX_FILE_BYTES, FormatError, ParsedFile, parse_file
 
 __all__ = [

@@ -26,7 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dls.config import load_settings
 from dls.pki import ensure_pki, issue_device_certificate
-from dls.provisioning.files.profiles import FileRole, FileScope, load_profiles
+from dls.provisioning.files.profiles import load_profiles
+from dls.provisioning.files.vocabulary import FileRole, FileScope
 from dls.provisioning.ledger import NEW_UNCLAIMED_PER_ADDRESS_PER_MINUTE
 from dls.sim.phones import Connection, SimulatedPhone, load_user_agents
 from tests.conftest import empty_database

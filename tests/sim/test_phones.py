@@ -18,13 +18,9 @@ from aiohttp.test_utils import TestServer
 
 from dls.provisioning.files.detect import Detection, Detector
 from dls.provisioning.files.digest import DigestVerifier, parse_authorization
-from dls.provisioning.files.profiles import (
-    FileRole,
-    FileScope,
-    VendorProfile,
-    load_profiles,
-)
+from dls.provisioning.files.profiles import VendorProfile, load_profiles
 from dls.provisioning.files.render import RenderRequest, render
+from dls.provisioning.files.vocabulary import FileRole, FileScope
 from dls.sim.phones import (
     AgentTemplate,
     Connection,

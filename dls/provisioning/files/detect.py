@@ -25,14 +25,13 @@ from typing import NamedTuple
 from dls.db.types import storable
 from dls.provisioning.files.profiles import (
     FileSpec,
-    MacCase,
     ModelSpec,
     ProfileSet,
     UserAgentPattern,
     VendorProfile,
-    VersionKind,
     template_fields,
 )
+from dls.provisioning.files.vocabulary import MacCase, VersionKind
 
 __all__ = [
     "Detection",

@@ -29,19 +29,11 @@ from dls.devices.settings import DeviceSettings, FirmwareTarget
 from dls.firmware.runtime import FirmwareRuntime, Offer
 from dls.provisioning.files.detect import Detection, Detector, Rejection
 from dls.provisioning.files.outcomes import Outcome, counted, rejected
-from dls.provisioning.files.profiles import (
-    FileRole,
-    FileScope,
-    FileSpec,
-    FirmwareLocation,
-    FormatFamily,
-    ModelSpec,
-    ProfileSet,
-    VendorProfile,
-)
+from dls.provisioning.files.profiles import FileSpec, ModelSpec, ProfileSet, VendorProfile
 from dls.provisioning.files.render import RenderError, RenderRequest, render
 from dls.provisioning.files.render_cache import Failed, RenderCache, Rendered
 from dls.provisioning.files.trust import DeviceTrust, not_found
+from dls.provisioning.files.vocabulary import FileRole, FileScope, FirmwareLocation, FormatFamily
 from dls.provisioning.ledger import Fetch, Ledger
 from dls.quiet import QuietLog
 from dls.request_body import BodyRefused, read_body

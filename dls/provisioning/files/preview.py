@@ -5,8 +5,8 @@ from __future__ import annotations
 from dls.devices.effective import DeviceContext
 from dls.devices.settings import DeviceSettings
 from dls.provisioning.files.handler import PROVISIONING_PREFIX
-from dls.provisioning.files.profiles import FileScope
 from dls.provisioning.files.render import RenderError, RenderRequest, render, rendered_files
+from dls.provisioning.files.vocabulary import FileScope
 from dls.services import Services
 
 __all__ = ["render_previews"]

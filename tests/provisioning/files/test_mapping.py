@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dls.devices.settings import DeviceSettings
-from dls.provisioning.files.profiles import FileRole, FileScope, ProfileSet
+from dls.provisioning.files.profiles import ProfileSet
 from dls.provisioning.files.render import RenderRequest, vendor_values
+from dls.provisioning.files.vocabulary import FileRole, FileScope
 
 from .support import MAC, hostile_settings
 

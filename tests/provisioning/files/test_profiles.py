@@ -6,16 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dls.provisioning.files.profiles import (
-    FileRole,
-    FileScope,
-    FormatFamily,
-    LineKey,
-    ProfileError,
-    ProfileSet,
-    load_profile,
-    load_profiles,
-)
+from dls.provisioning.files.profiles import ProfileError, ProfileSet, load_profile, load_profiles
+from dls.provisioning.files.vocabulary import FileRole, FileScope, FormatFamily, LineKey
 
 EXPECTED_FAMILIES = {
     "yealink": FormatFamily.KEY_VALUE,

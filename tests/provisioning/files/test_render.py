@@ -9,15 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dls.devices.settings import DeviceSettings
-from dls.provisioning.files.profiles import (
-    FileRole,
-    FileScope,
-    FileSpec,
-    ModelSpec,
-    ProfileSet,
-    VendorProfile,
-)
+from dls.provisioning.files.profiles import FileSpec, ModelSpec, ProfileSet, VendorProfile
 from dls.provisioning.files.render import RenderError, RenderRequest, render, vendor_values
+from dls.provisioning.files.vocabulary import FileRole, FileScope
 from dls.sim.formats import FormatError, parse_file, parse_settings
 
 from .support import HOSTILE_NAME, HOSTILE_PASSWORD, MAC, hostile_settings

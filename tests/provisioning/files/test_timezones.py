@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from dls.provisioning.files.profiles import Converter
 from dls.provisioning.files.render.converters import Unrepresentable, convert
 from dls.provisioning.files.render.timezones import (
     Transition,
@@ -13,6 +12,7 @@ from dls.provisioning.files.render.timezones import (
     parse_posix_tz,
     zone_rule,
 )
+from dls.provisioning.files.vocabulary import Converter
 
 
 def test_berlin_matches_the_reference_example_exactly() -> None:

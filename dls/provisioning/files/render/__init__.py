@@ -6,7 +6,6 @@ modules know their layout, ``mapping`` decides which vendor keys a file gets.
 
 from __future__ import annotations
 
-from dls.provisioning.files.profiles import FormatFamily
 from dls.provisioning.files.render.base import (
     Renderer,
     RenderError,
@@ -22,6 +21,7 @@ from dls.provisioning.files.render.mapping import Omission, VendorValues, vendor
 from dls.provisioning.files.render.p_values import PValuesRenderer
 from dls.provisioning.files.render.xml_attributes import XmlAttributesRenderer
 from dls.provisioning.files.render.xml_elements import XmlElementsRenderer
+from dls.provisioning.files.vocabulary import FormatFamily
 
 __all__ = [
     "RENDERERS",

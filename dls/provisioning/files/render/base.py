@@ -8,14 +8,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from dls.devices.settings import DeviceSettings
-from dls.provisioning.files.profiles import (
-    FileRole,
-    FileScope,
-    FileSpec,
-    FormatFamily,
-    ModelSpec,
-    VendorProfile,
-)
+from dls.provisioning.files.profiles import FileSpec, ModelSpec, VendorProfile
+from dls.provisioning.files.vocabulary import FileRole, FileScope, FormatFamily
 
 __all__ = [
     "RENDERED_ROLES",

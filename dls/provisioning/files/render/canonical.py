@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dls.devices.settings import DeviceSettings, LineSettings
-from dls.provisioning.files.profiles import GlobalKey, LineKey
 from dls.provisioning.files.render.timezones import ZoneRuleError, zone_rule
+from dls.provisioning.files.vocabulary import GlobalKey, LineKey
 
 __all__ = ["CanonicalValues", "canonical_values", "host_port"]
 

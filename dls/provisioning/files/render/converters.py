@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from dls.provisioning.files.profiles import Converter
 from dls.provisioning.files.render.timezones import Transition, ZoneRule, zone_rule
+from dls.provisioning.files.vocabulary import Converter
 
 __all__ = ["Unrepresentable", "convert"]
 

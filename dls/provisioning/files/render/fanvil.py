@@ -11,10 +11,11 @@ import re
 
 from lxml import etree
 
-from dls.provisioning.files.profiles import FanvilFormat, FormatFamily
+from dls.provisioning.files.profiles import FanvilFormat
 from dls.provisioning.files.render._xml import element, serialize, sub_element, xml_errors
 from dls.provisioning.files.render.base import RenderRequest
 from dls.provisioning.files.render.mapping import vendor_values
+from dls.provisioning.files.vocabulary import FormatFamily
 
 __all__ = ["FanvilRenderer"]
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dls.provisioning.files.profiles import FlatProfileFormat, FormatFamily
+from dls.provisioning.files.profiles import FlatProfileFormat
 from dls.provisioning.files.render._xml import element, serialize, sub_element
 from dls.provisioning.files.render.base import RenderRequest
 from dls.provisioning.files.render.mapping import vendor_values
+from dls.provisioning.files.vocabulary import FormatFamily
 
 __all__ = ["FlatProfileRenderer"]
 

@@ -8,10 +8,11 @@ become ``<firmware><file url=".." version=".."/></firmware>``.
 
 from __future__ import annotations
 
-from dls.provisioning.files.profiles import FormatFamily, GigasetFormat
+from dls.provisioning.files.profiles import GigasetFormat
 from dls.provisioning.files.render._xml import element, serialize, sub_element
 from dls.provisioning.files.render.base import RenderRequest
 from dls.provisioning.files.render.mapping import vendor_values
+from dls.provisioning.files.vocabulary import FormatFamily
 
 __all__ = ["GigasetRenderer"]
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dls.provisioning.files.profiles import FileRole, FormatFamily, KeyValueFormat
+from dls.provisioning.files.profiles import KeyValueFormat
 from dls.provisioning.files.render.base import RenderError, RenderRequest, include_names
 from dls.provisioning.files.render.mapping import vendor_values
+from dls.provisioning.files.vocabulary import FileRole, FormatFamily
 
 __all__ = ["KeyValueRenderer"]
 

@@ -14,20 +14,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dls.provisioning.files.profiles import (
+from dls.provisioning.files.profiles import KeyMapping
+from dls.provisioning.files.render.base import RenderError, RenderRequest
+from dls.provisioning.files.render.canonical import canonical_values
+from dls.provisioning.files.render.converters import Unrepresentable, convert
+from dls.provisioning.files.vocabulary import (
     FAMILY_KEY_PATTERNS,
     GLOBAL_KEY_KINDS,
     LINE_KEY_KINDS,
     SECRET_KEYS,
     FileRole,
     GlobalKey,
-    KeyMapping,
     LineKey,
     ValueKind,
 )
-from dls.provisioning.files.render.base import RenderError, RenderRequest
-from dls.provisioning.files.render.canonical import canonical_values
-from dls.provisioning.files.render.converters import Unrepresentable, convert
 
 __all__ = ["Omission", "VendorValues", "vendor_values"]
 

@@ -7,10 +7,11 @@ box, and a common file has no single MAC to name.
 
 from __future__ import annotations
 
-from dls.provisioning.files.profiles import FormatFamily, PValuesFormat
+from dls.provisioning.files.profiles import PValuesFormat
 from dls.provisioning.files.render._xml import element, serialize, sub_element
 from dls.provisioning.files.render.base import RenderRequest
 from dls.provisioning.files.render.mapping import vendor_values
+from dls.provisioning.files.vocabulary import FormatFamily
 
 __all__ = ["PValuesRenderer"]
 

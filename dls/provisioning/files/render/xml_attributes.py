@@ -8,10 +8,11 @@ only with ``device.set="1"`` and ``<key>.set="1"`` (reference), which the profil
 
 from __future__ import annotations
 
-from dls.provisioning.files.profiles import FileRole, FormatFamily, XmlAttributesFormat
+from dls.provisioning.files.profiles import XmlAttributesFormat
 from dls.provisioning.files.render._xml import element, serialize, xml_errors
 from dls.provisioning.files.render.base import RenderRequest, include_names
 from dls.provisioning.files.render.mapping import vendor_values
+from dls.provisioning.files.vocabulary import FileRole, FormatFamily
 
 __all__ = ["XmlAttributesRenderer"]
 

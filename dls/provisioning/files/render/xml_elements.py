@@ -8,15 +8,11 @@ profile (R: the user cannot change it on the phone). The firmware file is
 
 from __future__ import annotations
 
-from dls.provisioning.files.profiles import (
-    FAMILY_KEY_PATTERNS,
-    FileRole,
-    FormatFamily,
-    XmlElementsFormat,
-)
+from dls.provisioning.files.profiles import XmlElementsFormat
 from dls.provisioning.files.render._xml import element, serialize, sub_element
 from dls.provisioning.files.render.base import RenderError, RenderRequest
 from dls.provisioning.files.render.mapping import vendor_values
+from dls.provisioning.files.vocabulary import FAMILY_KEY_PATTERNS, FileRole, FormatFamily
 
 __all__ = ["XmlElementsRenderer"]
 
