@@ -358,6 +358,27 @@ async def test_a_wrong_digest_password_gets_404(
     assert_no_secret(sim, case, line_password(case))
 
 
+async def test_a_device_without_a_digest_password_is_proven_by_no_password(
+    server: ServerProcess, admin: AdminClient
+) -> None:
+    """Requests for such a device were checked against the hash of a password written in
+    the source, for equal timing, and a match was taken as proof: a device set up for a
+    client certificate, or before its credentials, gave its file to whoever read the
+    source."""
+    case = BY_VENDOR["yealink"]
+    mac = new_mac()
+    tenant = await admin.create_tenant(f"no password {case.id} {mac}")
+    device = await admin.create_device(tenant, mac, case.vendor, case.model)
+    await admin.put_settings(tenant, {"lines": {"1": line(case, "5002")}}, "devices", device["id"])
+    source_password = "dls-dummy-password-for-equal-timing"
+    async with phone(server, case, mac, digest_password=source_password) as sim:
+        settings = await sim.provision()
+    own = requested(sim, device_configs(sim))
+    assert own and set(own.values()) == {404}, sim.log
+    assert not case.line_keys() & settings.keys()
+    assert_no_secret(sim, case, line_password(case))
+
+
 async def outcomes(server: ServerProcess) -> Counter[tuple[str, str]]:
     """dls_device_files_total as the operator's /metrics shows it."""
     url = server.url("admin", "/metrics")
