@@ -15,7 +15,13 @@ from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
 from dls.api.routing import ApiError, Call, RequestModel, RowId
 from dls.devices import client_certificates, registry
 from dls.devices.effective import join_documents, revision_column
-from dls.devices.models import Device, DeviceStatus, ProvisioningRecord, UnclaimedDevice
+from dls.devices.models import (
+    Device,
+    DeviceStatus,
+    ProvisioningRecord,
+    RefusalReason,
+    UnclaimedDevice,
+)
 from dls.provisioning.impact import Broken, Impact, device_problem
 from dls.tenancy.models import User
 
@@ -23,6 +29,16 @@ TAG = "devices"
 
 Mac = Annotated[str, StringConstraints(min_length=12, max_length=17)]
 Line = Annotated[int, Field(ge=1, le=64)]
+
+
+class RefusalOut(BaseModel):
+    at: dt.datetime
+    reason: RefusalReason = Field(
+        description="wrong_password: the Digest response does not match its password (or "
+        "names another user); no_password: Digest was sent, but the device has no Digest "
+        "password; wrong_uri: the response was computed for another request-target."
+    )
+    address: str | None = Field(description="Where the request came from.")
 
 
 class DeviceOut(BaseModel):
@@ -43,6 +59,11 @@ class DeviceOut(BaseModel):
     last_address: str | None
     last_user_agent: str | None
     last_revision: str | None = Field(description="Configuration revision last fetched.")
+    last_refusal: RefusalOut | None = Field(
+        description="The last request that named this device and did not prove it: the "
+        "phone got the 404 an unknown MAC gets; this says why. Recorded within about a "
+        "second, like last_seen; a later successful fetch shows in last_seen."
+    )
     digest_password_set: bool = Field(description="Whether HTTP Digest credentials exist.")
     client_certificate_sha256: str | None = Field(
         description="Fingerprint of the client certificate dls issued to it, the only one "
@@ -60,6 +81,15 @@ def device_out(device: Device) -> DeviceOut:
         {
             **{k: getattr(device, k) for k in DeviceOut.model_fields if hasattr(device, k)},
             "digest_password_set": device.digest_password is not None,
+            "last_refusal": (
+                {
+                    "at": device.last_refused_at,
+                    "reason": device.last_refused_reason,
+                    "address": device.last_refused_address,
+                }
+                if device.last_refused_at is not None
+                else None
+            ),
         }
     )
 

@@ -35,6 +35,17 @@ class DeviceStatus(enum.StrEnum):
     RETIRED = "retired"  # no longer served; kept for the record
 
 
+class RefusalReason(enum.StrEnum):
+    """Why a request naming a registered device did not prove it was that device: kept on
+    the device for its admin, since the phone itself only ever gets the 404 everyone gets.
+    A challenge (401: no credentials yet, a stale or unknown nonce) is the protocol's
+    first step, not a refusal."""
+
+    WRONG_PASSWORD = "wrong_password"  # noqa: S105 - Digest's response does not match
+    NO_PASSWORD = "no_password"  # noqa: S105 - Digest sent, but the device has none set
+    WRONG_URI = "wrong_uri"  # the response was for another request-target (a proxy?)
+
+
 class Scope(enum.StrEnum):
     """Which level a settings document belongs to (see dls.devices.inheritance.Level)."""
 
@@ -112,6 +123,11 @@ class Device(Base):
     last_address: Mapped[str | None] = mapped_column(String(64))
     last_user_agent: Mapped[str | None] = mapped_column(String(255))
     last_revision: Mapped[str | None] = mapped_column(String(64))
+    # The last request that named it and did not prove it (RefusalReason): when, why and
+    # from where. Written with the ledger's batches, like last_seen.
+    last_refused_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_refused_reason: Mapped[RefusalReason | None] = mapped_column(enum_column(RefusalReason))
+    last_refused_address: Mapped[str | None] = mapped_column(String(64))
     shipped_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     shipment_ref: Mapped[str | None] = mapped_column(String(100))
     retired_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

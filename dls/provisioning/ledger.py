@@ -2,7 +2,8 @@
 
 A poll appends to an in-memory buffer and returns; a background task writes the buffer
 every FLUSH_INTERVAL (or sooner when it fills): the ledger rows, the devices' last-seen
-facts and status, and unclaimed devices. A crash loses at most one interval of "last
+facts and status, unclaimed devices, and the last refusal of devices whose requests did
+not prove them (the latest per device and round). A crash loses at most one interval of "last
 seen" facts, never configuration.
 
 A batch is written in transactions of about WRITE_CHUNK fetches, each holding every
@@ -33,7 +34,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -42,11 +43,11 @@ from dls.db.engine import WRITER
 from dls.db.types import storable
 from dls.db.unavailable import database_unavailable, describe
 from dls.db.writes import Write, WriteBursts, run_burst
-from dls.devices.models import Device, UnclaimedDevice
+from dls.devices.models import Device, RefusalReason, UnclaimedDevice
 from dls.metrics import DROPPED
 from dls.provisioning.fetch_rows import fetch_writes
 
-__all__ = ["Fetch", "Ledger", "Sighting"]
+__all__ = ["Fetch", "Ledger", "Refused", "Sighting"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,15 @@ class Sighting(NamedTuple):
     at: dt.datetime
 
 
+class Refused(NamedTuple):
+    """A request that named a registered device and did not prove it."""
+
+    device_id: int
+    reason: RefusalReason
+    address: str | None
+    at: dt.datetime
+
+
 class _Budget:
     """Sliding one-minute window of new unclaimed MACs, overall and per address."""
 
@@ -127,12 +137,15 @@ class Ledger:
         self._dialect = writes.dialect if writes is not None else ""
         self._fetches: list[Fetch] = []
         self._sightings: dict[str, Sighting] = {}
+        # One per registered device at most: a flood of bad requests naming a device is
+        # one row update a round.
+        self._refused: dict[int, Refused] = {}
         self._budget = _Budget()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._failures = FailureLog(log, "ledger flush")
-        self._refusals = 0  # rounds in a row the part at the front was refused
+        self._rejected_rounds = 0  # rounds in a row the database refused the front part
         # Called with each batch once it is written (firmware rollouts read the versions
         # devices report); their own failures are logged and do not undo the batch.
         self.observers: list[Callable[[Sequence[Fetch]], Awaitable[None]]] = []
@@ -148,6 +161,9 @@ class Ledger:
     def sighted(self, sighting: Sighting) -> None:
         if sighting.mac in self._sightings or self._budget.allow(sighting.mac, sighting.address):
             self._sightings[sighting.mac] = sighting
+
+    def refused(self, refused: Refused) -> None:
+        self._refused[refused.device_id] = refused
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ledger-flush")
@@ -184,7 +200,8 @@ class Ledger:
     async def flush(self) -> None:
         fetches, self._fetches = self._fetches, []
         sightings, self._sightings = self._sightings, {}
-        if not fetches and not sightings:
+        refused, self._refused = self._refused, {}
+        if not fetches and not sightings and not refused:
             return
         parts = _by_devices(fetches, WRITE_CHUNK) or [[]]
         written = 0
@@ -195,20 +212,24 @@ class Ledger:
                 await self._write(
                     fetch_writes(part, self._dialect),
                     list(sightings.values()) if not written else [],
+                    list(refused.values()) if not written else [],
                 )
                 written += 1
         except BaseException as exc:
             # What was not written goes back to the front of the buffer, for the next
             # round or the final flush at shutdown (a cancellation lands between parts).
             unwritten = [fetch for part in parts[written:] for fetch in part]
-            if self._refused(exc, len(parts[written]), 0 if written else len(sightings)):
-                unwritten, sightings = unwritten[len(parts[written]) :], {}
+            notes = 0 if written else len(sightings) + len(refused)
+            if self._drop(exc, len(parts[written]), notes):
+                unwritten, sightings, refused = unwritten[len(parts[written]) :], {}, {}
             self._fetches[:0] = unwritten[: MAX_BUFFERED - len(self._fetches)]
             if not written:
                 for mac, sighting in sightings.items():
                     self._sightings.setdefault(mac, sighting)
+                for device_id, refusal in refused.items():
+                    self._refused.setdefault(device_id, refusal)
             raise
-        self._refusals = 0
+        self._rejected_rounds = 0
         # Observers see a batch once all of it is written. Of one that failed part-way
         # they see only the rest, with a later batch: a device's next fetch reports its
         # version again.
@@ -218,41 +239,45 @@ class Ledger:
             except Exception:
                 log.exception("ledger observer failed")
 
-    def _refused(self, exc: BaseException, fetches: int, sightings: int) -> bool:
+    def _drop(self, exc: BaseException, fetches: int, notes: int) -> bool:
         """Whether to drop the part that failed: the database or its driver refused its
         rows (not a database away, ``database_unavailable``; not a bug elsewhere, which
         keeps them) REFUSALS_BEFORE_DROP rounds in a row. Rows it cannot hold (a value
         that slipped past ``storable``: a bug) would be refused every round, and every
         fetch after them would wait behind them for good."""
         if not isinstance(exc, _REFUSALS) or database_unavailable(exc):
-            self._refusals = 0
+            self._rejected_rounds = 0
             return False
-        self._refusals += 1
-        if self._refusals < REFUSALS_BEFORE_DROP:
+        self._rejected_rounds += 1
+        if self._rejected_rounds < REFUSALS_BEFORE_DROP:
             return False
-        self._refusals = 0
-        DROPPED.labels("ledger").inc(fetches + sightings)
+        self._rejected_rounds = 0
+        DROPPED.labels("ledger").inc(fetches + notes)
         log.error(
             "ledger: the database refused a part %d rounds in a row (%s); "
-            "dropped its %d fetches and %d sightings",
+            "dropped its %d fetches and %d sightings or refusals",
             REFUSALS_BEFORE_DROP,
             describe(exc),
             fetches,
-            sightings,
+            notes,
         )
         return True
 
-    async def _write(self, fetches: list[Write], sightings: list[Sighting]) -> None:
+    async def _write(
+        self, fetches: list[Write], sightings: list[Sighting], refused: list[Refused]
+    ) -> None:
         """One transaction; a burst (``dls.db.writes``) when there are only fetches, so on
         SQLite the write lock is not held across hand-offs to a database thread while
         the device path's own writes wait for it."""
-        if self.writes is not None and not sightings:
+        if self.writes is not None and not sightings and not refused:
             await self.writes.run_off_loop(fetches)
             return
         async with self._sessions() as session, session.begin():
             await session.connection(execution_options=WRITER)
             await run_burst(session, fetches)
             await _write_sightings(session, sightings)
+            if refused:
+                await session.execute(_REFUSED, [_refused_row(r) for r in refused])
 
 
 def _by_devices(fetches: list[Fetch], size: int) -> list[list[Fetch]]:
@@ -313,3 +338,23 @@ async def _write_sightings(session: AsyncSession, sightings: list[Sighting]) -> 
                     requests=UnclaimedDevice.requests + 1,
                 )
             )
+
+
+_REFUSED = (
+    update(Device.__table__)
+    .where(Device.__table__.c.id == bindparam("b_device"))
+    .values(
+        last_refused_at=bindparam("b_at"),
+        last_refused_reason=bindparam("b_reason"),
+        last_refused_address=bindparam("b_address"),
+    )
+)
+
+
+def _refused_row(refused: Refused) -> dict[str, object]:
+    return {
+        "b_device": refused.device_id,
+        "b_at": refused.at,
+        "b_reason": refused.reason,
+        "b_address": storable(refused.address, 64),
+    }

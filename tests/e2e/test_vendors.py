@@ -356,6 +356,20 @@ async def test_a_wrong_digest_password_gets_404(
     assert all(sim.body(name) == NOT_FOUND for name in own)
     assert not case.line_keys() & settings.keys()
     assert_no_secret(sim, case, line_password(case))
+    # The phone learns nothing; its admin learns why.
+    assert await last_refusal(admin, setup.tenant, setup.device["id"]) == (
+        "wrong_password",
+        "127.0.0.1",
+    )
+
+
+async def last_refusal(admin: AdminClient, tenant: str, device_id: int) -> tuple[str, str]:
+    """The device's last refusal as its admin sees it, once the ledger has written it."""
+    device = await eventually(
+        lambda: admin.device(tenant, device_id), lambda found: found["last_refusal"] is not None
+    )
+    assert device["last_seen"] is None
+    return device["last_refusal"]["reason"], device["last_refusal"]["address"]
 
 
 async def test_a_device_without_a_digest_password_is_proven_by_no_password(
@@ -377,6 +391,7 @@ async def test_a_device_without_a_digest_password_is_proven_by_no_password(
     assert own and set(own.values()) == {404}, sim.log
     assert not case.line_keys() & settings.keys()
     assert_no_secret(sim, case, line_password(case))
+    assert await last_refusal(admin, tenant, device["id"]) == ("no_password", "127.0.0.1")
 
 
 async def outcomes(server: ServerProcess) -> Counter[tuple[str, str]]:

@@ -14,10 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dls.db.engine import session_factory
 from dls.db.writes import WriteBursts
-from dls.devices.models import Device, DeviceStatus, ProvisioningRecord, UnclaimedDevice
+from dls.devices.models import (
+    Device,
+    DeviceStatus,
+    ProvisioningRecord,
+    RefusalReason,
+    UnclaimedDevice,
+)
 from dls.provisioning import fetch_rows
 from dls.provisioning import ledger as ledger_module
-from dls.provisioning.ledger import Fetch, Ledger, Sighting
+from dls.provisioning.ledger import Fetch, Ledger, Refused, Sighting
 from dls.tenancy.models import Tenant, TenantKind
 
 pytestmark = pytest.mark.db
@@ -116,6 +122,61 @@ async def test_a_flush_records_every_fetch_and_moves_each_device_on(
     if way == "bursts-and-sighting":
         async with session_factory(engine)() as session:
             assert await session.scalar(select(UnclaimedDevice.mac)) == "00156500ffff"
+
+
+@pytest.mark.parametrize("bursts", [False, True], ids=["session", "bursts"])
+async def test_refusals_are_written_on_their_devices_the_latest_of_a_round(
+    engine: AsyncEngine, bursts: bool
+) -> None:
+    """Beside fetches and without them; a device refused many times in a round is one
+    update, the last refusal's; the device's revision (its version counter) and
+    last-seen facts stay as they were."""
+    ids = await _devices(engine)
+    writes = WriteBursts(engine) if bursts else None
+    ledger = Ledger(session_factory(engine), writes)
+    for round_, at in enumerate((T0, T0 + dt.timedelta(seconds=1))):
+        ledger.refused(Refused(ids[0], RefusalReason.NO_PASSWORD, "192.0.2.1", at))
+        ledger.refused(Refused(ids[0], RefusalReason.WRONG_PASSWORD, "2001:db8::9", at))
+        if round_ == 0:
+            ledger.refused(Refused(ids[1], RefusalReason.WRONG_URI, None, at))
+            ledger.fetched(_fetch(ids[2], T0, None))
+        await ledger.flush()
+    if writes is not None:
+        writes.dispose()
+
+    async with session_factory(engine)() as session:
+        devices = {d.id: d for d in await session.scalars(select(Device))}
+    refused = {
+        device_id: (d.last_refused_at, d.last_refused_reason, d.last_refused_address)
+        for device_id, d in devices.items()
+        if d.last_refused_at is not None
+    }
+    assert refused == {
+        ids[0]: (T0 + dt.timedelta(seconds=1), RefusalReason.WRONG_PASSWORD, "2001:db8::9"),
+        ids[1]: (T0, RefusalReason.WRONG_URI, None),
+    }
+    assert [devices[i].revision for i in ids] == [1] * len(ids)
+    assert devices[ids[0]].last_seen is None and devices[ids[2]].last_seen == T0
+
+
+async def test_refusals_wait_for_a_database_that_is_away(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await _devices(engine)
+    ledger = Ledger(session_factory(engine))
+    ledger.refused(Refused(ids[0], RefusalReason.NO_PASSWORD, "192.0.2.1", T0))
+
+    async def away(*_: object) -> None:
+        raise ConnectionRefusedError("database restarting")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ledger_module, "run_burst", away)
+        with pytest.raises(ConnectionRefusedError):
+            await ledger.flush()
+    await ledger.flush()
+    async with session_factory(engine)() as session:
+        reasons = set(await session.scalars(select(Device.last_refused_reason)))
+    assert reasons == {RefusalReason.NO_PASSWORD, None}
 
 
 async def test_a_fetch_without_a_version_keeps_the_known_one(engine: AsyncEngine) -> None:
@@ -223,7 +284,7 @@ async def test_a_part_the_database_refuses_round_after_round_goes_and_the_rest_i
     assert _dropped() - before == 1
     (line,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert line.startswith("ledger: the database refused a part 3 rounds in a row (Integ")
-    assert line.endswith("; dropped its 1 fetches and 0 sightings")
+    assert line.endswith("; dropped its 1 fetches and 0 sightings or refusals")
 
 
 def _dropped() -> float:

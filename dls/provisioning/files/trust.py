@@ -5,7 +5,12 @@ a vendor's CA: one naming its MAC), with HTTP Digest (its own password, user nam
 or not at all where its tenant allows legacy MAC-only trust. Anything else gets a
 challenge or the 404 an unknown MAC gets, with the same body and about the same work
 (a dummy password is hashed for unknown devices), so answers do not tell registered
-MACs apart; unknown and retired MACs are recorded as sightings for the operator.
+MACs apart; unknown and retired MACs are recorded as sightings for the operator, and a
+registered device's refusal (why, when, from where) on the device for its admin.
+
+A nonce dls did not issue, or issued under another key (before ``dls secrets
+rotate-key``), gets a new challenge, as an expired one does: a phone that kept its last
+nonce across the rotation authenticates again instead of meeting 404s.
 """
 
 from __future__ import annotations
@@ -23,12 +28,12 @@ from cryptography import x509
 from dls.db.types import utcnow
 from dls.devices.client_certificates import fingerprint
 from dls.devices.facts import DeviceFacts
-from dls.devices.models import DeviceStatus
+from dls.devices.models import DeviceStatus, RefusalReason
 from dls.devices.registry import digest_purpose
 from dls.provisioning.files.detect import Detection
 from dls.provisioning.files.digest import DigestVerifier, ha1, parse_authorization
 from dls.provisioning.files.outcomes import Outcome
-from dls.provisioning.ledger import Ledger, Sighting
+from dls.provisioning.ledger import Ledger, Refused, Sighting
 from dls.secretbox import SecretBox, SecretError
 from dls.tls import client_certificate
 
@@ -91,8 +96,8 @@ class DeviceTrust:
         if credentials is None:
             return Refusal(self._challenge(stale=False), Outcome.CHALLENGED)
         nonce = self._digest.nonce_state(credentials.nonce)
-        if nonce == "stale":
-            return Refusal(self._challenge(stale=True), Outcome.CHALLENGED)
+        if nonce != "fresh":  # expired, or not one of ours (any more): try again
+            return Refusal(self._challenge(stale=nonce == "stale"), Outcome.CHALLENGED)
         if (
             device is not None
             and device.digest_password is not None
@@ -107,12 +112,19 @@ class DeviceTrust:
         valid = self._digest.verify_ha1(credentials, request.method, detection.mac or "", secret)
         if device is None:
             return Refusal(not_found(), Outcome.UNKNOWN)
-        # The dummy password proves no device, only costs the time.
+        # The dummy password is in the source: it proves no device, only costs the time.
         valid = valid and device.digest_password is not None
         # The request-target as the device sent it (RFC 7616 3.4: "uri"), not re-encoded.
-        if not (valid and nonce == "fresh") or credentials.uri != request.raw_path:
-            return Refusal(not_found(), Outcome.REFUSED)
-        return None
+        if valid and credentials.uri == request.raw_path:
+            return None
+        if device.digest_password is None:
+            reason = RefusalReason.NO_PASSWORD
+        elif valid:
+            reason = RefusalReason.WRONG_URI
+        else:
+            reason = RefusalReason.WRONG_PASSWORD
+        self._ledger.refused(Refused(device.id, reason, request.remote, utcnow()))
+        return Refusal(not_found(), Outcome.REFUSED)
 
     def _certificate_proves(
         self, certificate: x509.Certificate | None, device: DeviceFacts
