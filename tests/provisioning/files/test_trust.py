@@ -17,7 +17,7 @@ from dls.provisioning.files.detect import Detection
 from dls.provisioning.files.digest import DigestVerifier
 from dls.provisioning.files.outcomes import Outcome
 from dls.provisioning.files.trust import DeviceTrust
-from dls.provisioning.ledger import Ledger
+from dls.provisioning.ledger import Refused, Sighting
 from dls.secretbox import SecretBox
 from dls.tenancy.models import WpiSecureMode
 
@@ -61,10 +61,24 @@ def _authorization(password: str, nonce: str, uri: str = PATH) -> str:
     )
 
 
+class Notes:
+    """What the trust check hands the ledger."""
+
+    def __init__(self) -> None:
+        self.refusals: list[Refused] = []
+        self.sightings: list[Sighting] = []
+
+    def refused(self, refused: Refused) -> None:
+        self.refusals.append(refused)
+
+    def sighted(self, sighting: Sighting) -> None:
+        self.sightings.append(sighting)
+
+
 class Asked:
     def __init__(self) -> None:
-        self.ledger = Ledger(None)  # type: ignore[arg-type]  # never flushed here
-        self.trust = DeviceTrust(BOX, self.ledger, x509.Name([]))
+        self.notes = Notes()
+        self.trust = DeviceTrust(BOX, self.notes, x509.Name([]))  # type: ignore[arg-type]
         self.nonce = DigestVerifier(BOX.derive("digest-nonce")).nonce()
 
     def check(self, facts: DeviceFacts | None, authorization: str | None) -> Any:
@@ -75,7 +89,7 @@ class Asked:
         return self.trust.check(request, DETECTION, facts)
 
     def refused(self) -> list[tuple[int, RefusalReason]]:
-        return [(r.device_id, r.reason) for r in self.ledger._refused.values()]
+        return [(r.device_id, r.reason) for r in self.notes.refusals]
 
 
 async def test_the_devices_password_proves_it_and_nothing_is_noted() -> None:
@@ -134,4 +148,4 @@ async def test_an_unknown_or_retired_device_is_a_sighting_not_a_refusal() -> Non
         refusal = asked.check(facts, _authorization(PASSWORD, asked.nonce))
         assert (refusal.outcome, refusal.response.status) == (Outcome.UNKNOWN, 404)
     assert asked.refused() == []
-    assert list(asked.ledger._sightings) == [MAC]
+    assert [sighting.mac for sighting in asked.notes.sightings] == [MAC, MAC]
