@@ -112,7 +112,7 @@ class DeviceTrust:
         valid = self._digest.verify_ha1(credentials, request.method, detection.mac or "", secret)
         if device is None:
             return Refusal(not_found(), Outcome.UNKNOWN)
-        # The dummy password is in the source: it proves no device, only costs the time.
+        # A device without a password is proven by none: the dummy is there for the time.
         valid = valid and device.digest_password is not None
         # The request-target as the device sent it (RFC 7616 3.4: "uri"), not re-encoded.
         if valid and credentials.uri == request.raw_path:
