@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import or_, select
+from sqlalchemy import and_, not_, or_, select
 
 from dls.api.access import owned, record, require, require_operator
 from dls.api.common import api
@@ -121,6 +121,12 @@ class DeviceListQuery(PageQuery):
     status: DeviceStatus | None = None
     model: str | None = Field(default=None, max_length=64)
     user_id: RowId | None = None
+    refused: bool | None = Field(
+        default=None,
+        description="true: devices refused since their last successful fetch (their last "
+        "refusal is later, or they never fetched): the phones that cannot get in now; "
+        "false: the others.",
+    )
     sort: Literal["mac", "id"] = "mac"
 
 
@@ -211,6 +217,12 @@ async def list_devices(call: Call) -> dict[str, object]:
         statement = statement.where(Device.model == query.model)
     if query.user_id is not None:
         statement = statement.where(Device.user_id == query.user_id)
+    if query.refused is not None:
+        refused_now = and_(
+            Device.last_refused_at.is_not(None),
+            or_(Device.last_seen.is_(None), Device.last_refused_at > Device.last_seen),
+        )
+        statement = statement.where(refused_now if query.refused else not_(refused_now))
     if query.q:
         needle = query.q.lower()
         mac_part = registry.normalise_mac(needle) or needle.replace(":", "").replace("-", "")

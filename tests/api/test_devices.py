@@ -1,5 +1,6 @@
 """The device registry through the admin API, in process."""
 
+import datetime as dt
 import logging
 import time
 from typing import Any
@@ -16,7 +17,7 @@ from dls.db import asyncpg_reads
 from dls.db.engine import is_sqlite
 from dls.db.types import utcnow
 from dls.devices.effective import load_context
-from dls.devices.models import UnclaimedDevice
+from dls.devices.models import Device, RefusalReason, UnclaimedDevice
 from dls.firmware.engine import RolloutStatus
 from dls.firmware.models import FirmwareTarget, Rollout, TargetScope
 from dls.provisioning import impact
@@ -254,6 +255,47 @@ async def test_outdated_devices_are_those_whose_last_fetch_is_not_current(
             context = await load_context(session, device_id=item["device"]["id"])
             assert context is not None
             assert item["current_revision"] == context.revision != item["last_revision"]
+
+
+async def test_devices_refused_since_their_last_fetch_can_be_listed(
+    client: Client, world: World, services: Services
+) -> None:
+    """The phones that cannot get in now: refused, and not fetched since."""
+    tenant = world.tid("opted_in")
+    ids = [
+        (await _yealink(client, world, "opted_in", f"0015650030{i:02x}"))["id"] for i in range(4)
+    ]
+    now = utcnow()
+    earlier, later = now - dt.timedelta(minutes=5), now
+    seen_and_refused = {  # id: (last_seen, last_refused_at)
+        ids[0]: (None, later),  # refused, never fetched
+        ids[1]: (earlier, later),  # fetched, then refused
+        ids[2]: (later, earlier),  # refused, then fetched: in again
+        # ids[3]: never refused
+    }
+    async with services.sessions() as session, session.begin():
+        for device_id, (seen, refused) in seen_and_refused.items():
+            device = await session.get(Device, device_id)
+            assert device is not None
+            device.last_seen, device.last_refused_at = seen, refused
+            device.last_refused_reason = RefusalReason.WRONG_PASSWORD
+            device.last_refused_address = "192.0.2.44"
+    admin = world.auth("opted_in_admin")
+
+    async def listed(refused: str) -> list[int]:
+        path = f"/api/v1/tenants/{tenant}/devices?refused={refused}&sort=id"
+        response = await client.get(path, headers=admin)
+        assert response.status == 200, await response.text()
+        return [item["id"] for item in (await response.json())["items"] if item["id"] in ids]
+
+    assert await listed("true") == ids[:2]
+    assert await listed("false") == ids[2:]
+    response = await client.get(f"/api/v1/tenants/{tenant}/devices/{ids[1]}", headers=admin)
+    assert (await response.json())["last_refusal"] == {
+        "at": later.isoformat().replace("+00:00", "Z"),
+        "reason": "wrong_password",
+        "address": "192.0.2.44",
+    }
 
 
 async def test_settings_levels_and_effective_config(client: Client, world: World) -> None:
