@@ -36,7 +36,9 @@ class RefusalOut(BaseModel):
     reason: RefusalReason = Field(
         description="wrong_password: the Digest response does not match its password (or "
         "names another user); no_password: Digest was sent, but the device has no Digest "
-        "password; wrong_uri: the response was computed for another request-target."
+        "password; wrong_uri: the response was computed for another request-target; "
+        "wrong_certificate: a client certificate that is not this device's (replaced or "
+        "revoked since it was issued, or a vendor's naming another MAC) and no Digest."
     )
     address: str | None = Field(description="Where the request came from.")
 

@@ -44,6 +44,9 @@ class RefusalReason(enum.StrEnum):
     WRONG_PASSWORD = "wrong_password"  # noqa: S105 - Digest's response does not match
     NO_PASSWORD = "no_password"  # noqa: S105 - Digest sent, but the device has none set
     WRONG_URI = "wrong_uri"  # the response was for another request-target (a proxy?)
+    # A verified client certificate that is not this device's, and no Digest: one of dls's
+    # device CA replaced or revoked since, or a vendor's naming another MAC.
+    WRONG_CERTIFICATE = "wrong_certificate"
 
 
 class Scope(enum.StrEnum):

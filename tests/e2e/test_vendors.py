@@ -10,6 +10,7 @@ One server for the module keeps the run short; every test makes its own tenant a
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import itertools
 import re
@@ -357,19 +358,25 @@ async def test_a_wrong_digest_password_gets_404(
     assert not case.line_keys() & settings.keys()
     assert_no_secret(sim, case, line_password(case))
     # The phone learns nothing; its admin learns why.
-    assert await last_refusal(admin, setup.tenant, setup.device["id"]) == (
-        "wrong_password",
-        "127.0.0.1",
-    )
+    device = await refused(admin, setup.tenant, setup.device["id"])
+    assert device["last_seen"] is None  # a refusal is not a fetch
+    refusal = device["last_refusal"]
+    assert (refusal["reason"], refusal["address"]) == ("wrong_password", "127.0.0.1")
 
 
-async def last_refusal(admin: AdminClient, tenant: str, device_id: int) -> tuple[str, str]:
-    """The device's last refusal as its admin sees it, once the ledger has written it."""
-    device = await eventually(
-        lambda: admin.device(tenant, device_id), lambda found: found["last_refusal"] is not None
-    )
-    assert device["last_seen"] is None
-    return device["last_refusal"]["reason"], device["last_refusal"]["address"]
+async def refused(
+    admin: AdminClient, tenant: str, device_id: int, since: dt.datetime | None = None
+) -> dict[str, Any]:
+    """The device as its admin sees it once the ledger has written a refusal (later than
+    ``since``)."""
+
+    def later(found: dict[str, Any]) -> bool:
+        refusal = found["last_refusal"]
+        return refusal is not None and (
+            since is None or dt.datetime.fromisoformat(refusal["at"]) > since
+        )
+
+    return await eventually(lambda: admin.device(tenant, device_id), later)
 
 
 async def test_a_device_without_a_digest_password_is_proven_by_no_password(
@@ -391,7 +398,7 @@ async def test_a_device_without_a_digest_password_is_proven_by_no_password(
     assert own and set(own.values()) == {404}, sim.log
     assert not case.line_keys() & settings.keys()
     assert_no_secret(sim, case, line_password(case))
-    assert await last_refusal(admin, tenant, device["id"]) == ("no_password", "127.0.0.1")
+    assert (await refused(admin, tenant, device["id"]))["last_refusal"]["reason"] == "no_password"
 
 
 async def outcomes(server: ServerProcess) -> Counter[tuple[str, str]]:
@@ -603,7 +610,11 @@ async def test_a_device_certificate_replaces_digest(
     await admin.call(
         "DELETE", f"/tenants/{tenant}/devices/{device['id']}/client-certificate", expect=204
     )
+    before = dt.datetime.now(dt.UTC)
     assert await boot_file_status(renewed) == 401
+    # A phone with only its certificate stops at the challenge; its admin sees why.
+    refusal = (await refused(admin, tenant, device["id"], since=before))["last_refusal"]
+    assert refusal["reason"] == "wrong_certificate"
 
 
 async def test_a_legacy_mac_only_tenant_trusts_the_mac_alone(

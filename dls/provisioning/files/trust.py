@@ -74,6 +74,7 @@ class DeviceTrust:
     ) -> Refusal | None:
         """None when the requester proved it is this device; else the answer to give."""
         device = facts if facts is not None and facts.status is not DeviceStatus.RETIRED else None
+        certificate_failed = False
         if device is None:
             self._ledger.sighted(
                 Sighting(
@@ -87,13 +88,19 @@ class DeviceTrust:
                 )
             )
         else:
-            if self._certificate_proves(client_certificate(request), device):
+            certificate = client_certificate(request)
+            if self._certificate_proves(certificate, device):
                 return None
             if device.legacy_mac_only:
                 return None
+            certificate_failed = certificate is not None
         header = request.headers.get("Authorization")
         credentials = parse_authorization(header) if header else None
         if credentials is None:
+            if device is not None and certificate_failed:
+                # A phone that relies on its certificate has no password to answer the
+                # challenge with: this is where it stops, and its admin should know why.
+                self._note(device, RefusalReason.WRONG_CERTIFICATE, request)
             return Refusal(self._challenge(stale=False), Outcome.CHALLENGED)
         nonce = self._digest.nonce_state(credentials.nonce)
         if nonce != "fresh":  # expired, or not one of ours (any more): try again
@@ -123,8 +130,11 @@ class DeviceTrust:
             reason = RefusalReason.WRONG_URI
         else:
             reason = RefusalReason.WRONG_PASSWORD
-        self._ledger.refused(Refused(device.id, reason, request.remote, utcnow()))
+        self._note(device, reason, request)
         return Refusal(not_found(), Outcome.REFUSED)
+
+    def _note(self, device: DeviceFacts, reason: RefusalReason, request: web.Request) -> None:
+        self._ledger.refused(Refused(device.id, reason, request.remote, utcnow()))
 
     def _certificate_proves(
         self, certificate: x509.Certificate | None, device: DeviceFacts

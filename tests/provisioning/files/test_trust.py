@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
 from cryptography import x509
 
+from dls.config import load_settings
+from dls.devices.client_certificates import fingerprint
 from dls.devices.facts import DeviceFacts
 from dls.devices.models import DeviceStatus, RefusalReason
 from dls.devices.registry import digest_purpose
+from dls.pki import ensure_pki, issue_device_certificate
 from dls.provisioning.files import trust
 from dls.provisioning.files.detect import Detection
 from dls.provisioning.files.digest import DigestVerifier
@@ -76,9 +80,10 @@ class Notes:
 
 
 class Asked:
-    def __init__(self) -> None:
+    def __init__(self, device_ca: x509.Name | None = None) -> None:
         self.notes = Notes()
-        self.trust = DeviceTrust(BOX, self.notes, x509.Name([]))  # type: ignore[arg-type]
+        ca = device_ca or x509.Name([])
+        self.trust = DeviceTrust(BOX, self.notes, ca)  # type: ignore[arg-type]
         self.nonce = DigestVerifier(BOX.derive("digest-nonce")).nonce()
 
     def check(self, facts: DeviceFacts | None, authorization: str | None) -> Any:
@@ -149,3 +154,26 @@ async def test_an_unknown_or_retired_device_is_a_sighting_not_a_refusal() -> Non
         assert (refusal.outcome, refusal.response.status) == (Outcome.UNKNOWN, 404)
     assert asked.refused() == []
     assert [sighting.mac for sighting in asked.notes.sightings] == [MAC, MAC]
+
+
+async def test_a_certificate_that_is_not_the_devices_is_noted_where_the_phone_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A phone whose certificate was replaced or revoked, and which has no Digest password
+    to answer the challenge with, stops at the 401: the refusal is noted there. With
+    Digest credentials, what the Digest check found is noted instead."""
+    pki = ensure_pki(load_settings(None, certs_dir=tmp_path / "certs", data_dir=tmp_path))
+    certificate = x509.load_pem_x509_certificate(issue_device_certificate(pki, MAC).certificate_pem)
+    monkeypatch.setattr(trust, "client_certificate", lambda request: certificate)
+    asked = Asked(certificate.issuer)
+    current = _facts(password=None)._replace(client_certificate_sha256=fingerprint(certificate))
+    assert asked.check(current, None) is None
+    assert asked.refused() == []
+
+    replaced = _facts()._replace(client_certificate_sha256="0" * 64)
+    refusal = asked.check(replaced, None)
+    assert (refusal.outcome, refusal.response.status) == (Outcome.CHALLENGED, 401)
+    assert asked.refused() == [(7, RefusalReason.WRONG_CERTIFICATE)]
+    refusal = asked.check(replaced, _authorization("not-the-password", asked.nonce))
+    assert (refusal.outcome, refusal.response.status) == (Outcome.REFUSED, 404)
+    assert asked.refused()[-1] == (7, RefusalReason.WRONG_PASSWORD)
