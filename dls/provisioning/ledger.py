@@ -57,7 +57,7 @@ WRITE_CHUNK = 64  # fetches per transaction
 WRITE_GAP_S = 0.001  # between two: time for the loop to read and answer what came in
 STOP_WAIT_S = 10.0  # for a flush under way at shutdown
 MAX_BUFFERED = 100_000  # beyond this, new entries are dropped (and counted), never blocking
-REFUSALS_BEFORE_DROP = 3  # rounds in a row the database refuses a part before it goes
+REJECTIONS_BEFORE_DROP = 3  # rounds in a row the database rejects a part before it goes
 NEW_UNCLAIMED_PER_MINUTE = 120  # per process
 NEW_UNCLAIMED_PER_ADDRESS_PER_MINUTE = 10
 
@@ -124,7 +124,7 @@ class _Budget:
 
 
 # What a database (or its driver, encoding a value) raises about the rows themselves.
-_REFUSALS = (StatementError, UnicodeError)
+_REJECTIONS = (StatementError, UnicodeError)
 
 
 class Ledger:
@@ -240,23 +240,23 @@ class Ledger:
                 log.exception("ledger observer failed")
 
     def _drop(self, exc: BaseException, fetches: int, notes: int) -> bool:
-        """Whether to drop the part that failed: the database or its driver refused its
+        """Whether to drop the part that failed: the database or its driver rejected its
         rows (not a database away, ``database_unavailable``; not a bug elsewhere, which
-        keeps them) REFUSALS_BEFORE_DROP rounds in a row. Rows it cannot hold (a value
-        that slipped past ``storable``: a bug) would be refused every round, and every
+        keeps them) REJECTIONS_BEFORE_DROP rounds in a row. Rows it cannot hold (a value
+        that slipped past ``storable``: a bug) would be rejected every round, and every
         fetch after them would wait behind them for good."""
-        if not isinstance(exc, _REFUSALS) or database_unavailable(exc):
+        if not isinstance(exc, _REJECTIONS) or database_unavailable(exc):
             self._rejected_rounds = 0
             return False
         self._rejected_rounds += 1
-        if self._rejected_rounds < REFUSALS_BEFORE_DROP:
+        if self._rejected_rounds < REJECTIONS_BEFORE_DROP:
             return False
         self._rejected_rounds = 0
         DROPPED.labels("ledger").inc(fetches + notes)
         log.error(
             "ledger: the database refused a part %d rounds in a row (%s); "
             "dropped its %d fetches and %d sightings or refusals",
-            REFUSALS_BEFORE_DROP,
+            REJECTIONS_BEFORE_DROP,
             describe(exc),
             fetches,
             notes,

@@ -259,7 +259,7 @@ async def test_a_part_the_database_refuses_round_after_round_goes_and_the_rest_i
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Rows the database will never take (here a device deleted since its fetch) held
-    every later fetch back for good. After REFUSALS_BEFORE_DROP rounds their part goes,
+    every later fetch back for good. After REJECTIONS_BEFORE_DROP rounds their part goes,
     logged and counted; a database away (above) still loses nothing."""
     ids = await _devices(engine)
     monkeypatch.setattr(ledger_module, "WRITE_CHUNK", 1)  # a part per device
@@ -269,7 +269,7 @@ async def test_a_part_the_database_refuses_round_after_round_goes_and_the_rest_i
     ledger.fetched(_fetch(ids[0], T0, None))
     before = _dropped()
 
-    for _ in range(ledger_module.REFUSALS_BEFORE_DROP - 1):
+    for _ in range(ledger_module.REJECTIONS_BEFORE_DROP - 1):
         with pytest.raises(IntegrityError):
             await ledger.flush()
         assert await _records_and_last_seen(engine) == (0, {i: None for i in ids})
