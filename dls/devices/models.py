@@ -37,9 +37,10 @@ class DeviceStatus(enum.StrEnum):
 
 class RefusalReason(enum.StrEnum):
     """Why a request naming a registered device did not prove it was that device: kept on
-    the device for its admin, since the phone itself only ever gets the 404 everyone gets.
-    A challenge (401: no credentials yet, a stale or unknown nonce) is the protocol's
-    first step, not a refusal."""
+    the device for its admin, since the phone itself gets the answer everyone gets (404,
+    or 401). A challenge is otherwise the protocol's first step (no credentials yet, a
+    stale or unknown nonce), not a refusal; only where a certificate that is not the
+    device's came without Digest is the challenge where the phone stops."""
 
     WRONG_PASSWORD = "wrong_password"  # noqa: S105 - Digest's response does not match
     NO_PASSWORD = "no_password"  # noqa: S105 - Digest sent, but the device has none set
