@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
+from collections.abc import Mapping
 from enum import StrEnum
 from ipaddress import ip_address
 from pathlib import Path
@@ -32,7 +34,12 @@ __all__ = [
     "Settings",
     "is_secret_key",
     "load_settings",
+    "unknown_variables",
 ]
+
+ENV_PREFIX = "DLS_"
+# The test suite's and the benchmarks' own variables, which the servers they start inherit.
+RESERVED_PREFIXES = ("DLS_TEST_", "DLS_BENCH_")
 
 
 class KeyType(StrEnum):
@@ -57,7 +64,7 @@ class Settings(BaseSettings):
     """Effective configuration of one server process."""
 
     model_config = SettingsConfigDict(
-        env_prefix="DLS_",
+        env_prefix=ENV_PREFIX,
         extra="forbid",
         validate_default=True,
         frozen=True,
@@ -326,3 +333,26 @@ def _describe(exc: ValidationError) -> str:
             message = str(error.get("ctx", {}).get("error", message))
         lines.append(f"setting '{key}': {message}")
     return "\n".join(lines)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line per ``DLS_*`` variable that names no setting, with the one it may mean.
+
+    The environment source reads the variables of known settings and passes over the rest,
+    so a misspelt one (``DLS_DEVICE_PROT``) left its default in force without a word. A TOML
+    file refuses an unknown key; the environment only warns, because a shell carries
+    variables for other programs too, and dls's own tests and benchmarks hand theirs
+    (``RESERVED_PREFIXES``) to the servers they start.
+    """
+    known = sorted(f"{ENV_PREFIX}{name}".upper() for name in Settings.model_fields)
+    lines = []
+    for variable in sorted(environ):
+        name = variable.upper()  # the source matches names without regard to case
+        if not name.startswith(ENV_PREFIX) or name.startswith(RESERVED_PREFIXES):
+            continue
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        meant = f"; did you mean {close[0]}?" if close else ""
+        lines.append(f"environment variable {variable} is not a setting, ignored{meant}")
+    return lines

@@ -89,6 +89,26 @@ def test_bad_environment_value_stops_the_cli(
     assert len(err.splitlines()) == 1
 
 
+def test_misspelt_environment_variable_is_named_with_the_setting_it_may_mean(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DLS_DEVICE_PROT", "19443")
+    monkeypatch.setenv("DLS_NO_SUCH_THING", "1")
+    monkeypatch.setenv("dls_workers", "3")  # read without regard to case: a setting
+    monkeypatch.setenv("DLS_TEST_DATABASE_URL", "sqlite://")  # the suite's own
+    monkeypatch.setenv("DLS_BENCH_LAYER", "detect")  # the benchmarks' own
+    assert main(["config", "show"]) == 0
+    out, err = capsys.readouterr()
+    assert "device_port = 18443" in out  # the misspelt value changed nothing
+    assert "workers = 3" in out
+    warnings = [line.split(" [-] ", 1)[1] for line in err.splitlines()]
+    assert warnings == [
+        "environment variable DLS_DEVICE_PROT is not a setting, ignored;"
+        " did you mean DLS_DEVICE_PORT?",
+        "environment variable DLS_NO_SUCH_THING is not a setting, ignored",
+    ]
+
+
 def test_missing_config_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "absent.toml")

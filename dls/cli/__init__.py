@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from dls import __version__, logs
 from dls.cli import certs, config, database, firmware, init, secrets, serve, tenancy
-from dls.config import ConfigError, Settings, load_settings
+from dls.config import ConfigError, Settings, load_settings, unknown_variables
 
 __all__ = ["main"]
 
@@ -36,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dls: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_format, settings.log_level)
+    for line in unknown_variables(os.environ):
+        logging.getLogger("dls.config").warning(line)
     try:
         return int(args.handler(settings, args) or 0)
     except ConfigError as exc:
