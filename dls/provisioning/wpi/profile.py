@@ -20,18 +20,26 @@ import zoneinfo
 from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from dls.devices.settings import DeviceSettings, LineSettings
+from dls.provisioning.files.vocabulary import GlobalKey, LineKey
 from dls.provisioning.wpi.items import SECRET_ITEMS, Item
 
 __all__ = [
     "DEFAULT_PROFILE_PATH",
+    "UNIFY_GLOBAL_KEYS",
+    "UNIFY_LINE_KEYS",
     "Converter",
-    "GlobalKey",
-    "LineKey",
     "ProfileError",
     "UnifyProfile",
     "desired_items",
@@ -47,33 +55,39 @@ _ITEM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _RAW_KEY = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_-]{0,63})(?:\[(?P<index>[0-9]{1,4})\])?$")
 
 
-class GlobalKey(StrEnum):
-    NTP_SERVER_1 = "ntp_server_1"
-    NTP_SERVER_2 = "ntp_server_2"
-    TIME_ZONE = "time_zone"  # IANA name; converters derive offsets
-    DST_OBSERVED = "dst_observed"
-    DST_SAVE_MINUTES = "dst_save_minutes"
-    LANGUAGE = "language"  # tag such as "de" or "en-GB"
-    ADMIN_PASSWORD = "admin_password"  # noqa: S105 - a key name
-    VLAN_ENABLED = "vlan_enabled"
-    VLAN_ID = "vlan_id"
-    VLAN_PRIORITY = "vlan_priority"
-    POLL_INTERVAL_MINUTES = "poll_interval_minutes"
-
-
-class LineKey(StrEnum):
-    ENABLED = "enabled"
-    LABEL = "label"
-    DISPLAY_NAME = "display_name"
-    SIP_USER = "sip_user"
-    AUTH_USER = "auth_user"  # the SIP user when no auth user is set
-    PASSWORD = "password"  # noqa: S105 - a key name
-    REGISTRAR = "registrar"
-    REGISTRAR_PORT = "registrar_port"
-    PROXY = "proxy"  # the registrar when no proxy is set
-    TRANSPORT = "transport"
-    OUTBOUND_PROXY = "outbound_proxy"
-
+# The canonical keys Unify phones are given (``_global_values``, ``_line_values``): a
+# subset of the vocabulary every vendor's profile uses. The profile may map these and
+# no others, so a mapping no value would ever reach is refused when the file is loaded.
+UNIFY_GLOBAL_KEYS = frozenset(
+    {
+        GlobalKey.NTP_SERVER_1,
+        GlobalKey.NTP_SERVER_2,
+        GlobalKey.TIME_ZONE,  # IANA name; converters derive offsets
+        GlobalKey.DST_OBSERVED,
+        GlobalKey.DST_SAVE_MINUTES,
+        GlobalKey.LANGUAGE,  # tag such as "de" or "en-GB"
+        GlobalKey.ADMIN_PASSWORD,
+        GlobalKey.VLAN_ENABLED,
+        GlobalKey.VLAN_ID,
+        GlobalKey.VLAN_PRIORITY,
+        GlobalKey.POLL_INTERVAL_MINUTES,
+    }
+)
+UNIFY_LINE_KEYS = frozenset(
+    {
+        LineKey.ENABLED,
+        LineKey.LABEL,
+        LineKey.DISPLAY_NAME,
+        LineKey.SIP_USER,
+        LineKey.AUTH_USER,  # the SIP user when no auth user is set
+        LineKey.PASSWORD,
+        LineKey.REGISTRAR,
+        LineKey.REGISTRAR_PORT,
+        LineKey.PROXY,  # the registrar when no proxy is set
+        LineKey.TRANSPORT,
+        LineKey.OUTBOUND_PROXY,
+    }
+)
 
 _SECRET_KEYS: frozenset[GlobalKey | LineKey] = frozenset(
     {GlobalKey.ADMIN_PASSWORD, LineKey.PASSWORD}
@@ -120,11 +134,33 @@ class ItemMapping(_Strict):
 ItemMappings = Annotated[tuple[ItemMapping, ...], BeforeValidator(_as_entries)]
 
 
+_Key = TypeVar("_Key", GlobalKey, LineKey)
+
+
 class _Items(_Strict):
     global_items: dict[GlobalKey, ItemMappings] = Field(default_factory=dict, alias="global")
     line: dict[LineKey, ItemMappings] = Field(default_factory=dict)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("global_items")
+    @classmethod
+    def _global_keys(cls, value: dict[GlobalKey, ItemMappings]) -> dict[GlobalKey, ItemMappings]:
+        return _only(value, UNIFY_GLOBAL_KEYS)
+
+    @field_validator("line")
+    @classmethod
+    def _line_keys(cls, value: dict[LineKey, ItemMappings]) -> dict[LineKey, ItemMappings]:
+        return _only(value, UNIFY_LINE_KEYS)
+
+
+def _only(mapped: dict[_Key, ItemMappings], given: frozenset[_Key]) -> dict[_Key, ItemMappings]:
+    if unused := sorted(set(mapped) - given):
+        raise ValueError(
+            f"{', '.join(unused)}: Unify phones are given no such value"
+            f" (mapped may be: {', '.join(sorted(given))})"
+        )
+    return mapped
 
 
 class _Format(_Strict):
@@ -165,7 +201,11 @@ def load_profile(path: Path = DEFAULT_PROFILE_PATH) -> UnifyProfile:
         lines = []
         for error in exc.errors():
             where = ".".join(str(part) for part in error["loc"]) or "profile"
-            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            message = error["msg"]
+            if error["type"] == "extra_forbidden":
+                message = "unknown key"
+            elif error["type"] == "value_error":  # a validator's own words, without a prefix
+                message = str(error.get("ctx", {}).get("error", message))
             lines.append(f"profile {path.name}: {where}: {message}")
         raise ProfileError("\n".join(lines)) from None
     problems = []

@@ -149,6 +149,17 @@ def test_malformed_profiles_are_refused_with_the_problem(tmp_path: Path) -> None
     )
     with pytest.raises(ProfileError, match="ntp_server_9"):
         load_profile(path)
+    # A key of the shared vocabulary that no Unify value reaches: a mapping left unused.
+    path.write_text(
+        'schema = 1\nvendor = "unify"\ndisplay_name = "x"\nlines = 1\n'
+        '[format]\nfamily = "wpi-items"\n[items.global]\ndst_start = "dst-start"\n'
+    )
+    with pytest.raises(ProfileError) as refused:
+        load_profile(path)
+    assert str(refused.value).startswith(
+        "profile unify.toml: items.global: dst_start: Unify phones are given no such value"
+        " (mapped may be: admin_password, dst_observed,"
+    )
     path.write_text(
         'schema = 1\nvendor = "unify"\ndisplay_name = "x"\nlines = 1\n'
         '[format]\nfamily = "wpi-items"\n[items.line]\n'
