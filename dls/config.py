@@ -26,6 +26,8 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from dls.problems import problems_of
+
 __all__ = [
     "KEY_FORMAT",
     "ConfigError",
@@ -323,16 +325,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
 
 def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "settings"
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown setting"
-        elif error["type"] == "value_error":  # a validator's own words, without a prefix
-            message = str(error.get("ctx", {}).get("error", message))
-        lines.append(f"setting '{key}': {message}")
-    return "\n".join(lines)
+    return "\n".join(
+        f"setting '{problem.where or 'settings'}': {problem.message}"
+        for problem in problems_of(exc, unknown="unknown setting")
+    )
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:

@@ -205,20 +205,7 @@ def _validated(settings: dict[str, Any]) -> SettingsLayer:
     try:
         return SettingsLayer.model_validate(settings)
     except ValidationError as exc:
-        details = [
-            {
-                "field": "settings." + ".".join(str(p) for p in e["loc"]),
-                "message": "unknown field" if e["type"] == "extra_forbidden" else e["msg"],
-                "type": e["type"],
-            }
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        raise ApiError(
-            422,
-            "validation_error",
-            "; ".join(f"{d['field']}: {d['message']}" for d in details),
-            details=details,
-        ) from None
+        raise ApiError.refused(exc, within="settings.") from None
 
 
 def _check_revision(body: SettingsPut, document: SettingsDocument | None) -> None:

@@ -29,6 +29,7 @@ from dls.db.engine import WRITER, read_only
 from dls.db.types import utcnow
 from dls.errors import DomainError
 from dls.logs import REQUEST_ID
+from dls.problems import problems_of
 from dls.request_body import BodyRefused, read_body
 from dls.services import SERVICES, Services
 from dls.tenancy.models import Tenant, User
@@ -93,6 +94,21 @@ class ApiError(Exception):
             f"{field_name}: {message}",
             details=[{"field": field_name, "message": message, "type": "value_error"}],
         )
+
+    @classmethod
+    def refused(cls, exc: ValidationError, within: str = "") -> ApiError:
+        """A body or query that fails its model: every problem, each naming its field
+        (below ``within``, a prefix such as ``settings.``), as a 422."""
+        details = [
+            {
+                "field": within + problem.where if problem.where else within.rstrip(".") or "body",
+                "message": problem.message,
+                "type": problem.type,
+            }
+            for problem in problems_of(exc, unknown="unknown field")
+        ]
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        return cls(422, "validation_error", summary, details=details)
 
 
 @dataclass(slots=True)
@@ -402,13 +418,4 @@ def _validate(model: type[BaseModel], data: Any) -> BaseModel:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        details = [
-            {
-                "field": ".".join(str(part) for part in error["loc"]) or "body",
-                "message": "unknown field" if error["type"] == "extra_forbidden" else error["msg"],
-                "type": error["type"],
-            }
-            for error in exc.errors(include_url=False, include_input=False)
-        ]
-        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
-        raise ApiError(422, "validation_error", summary, details=details) from None
+        raise ApiError.refused(exc) from None

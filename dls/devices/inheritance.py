@@ -40,6 +40,7 @@ from dls.devices.settings import (
     VendorName,
     VersionString,
 )
+from dls.problems import problems_of
 
 __all__ = [
     "MASK",
@@ -309,6 +310,5 @@ def _leaves(node: Any, prefix: Path) -> Iterator[tuple[Path, Any]]:
 
 def _describe(exc: ValidationError) -> str:
     return "\n".join(
-        f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
-        for error in exc.errors()
+        f"{problem.where or 'settings'}: {problem.message}" for problem in problems_of(exc)
     )

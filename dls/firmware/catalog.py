@@ -33,6 +33,8 @@ from pydantic import (
     model_validator,
 )
 
+from dls.problems import problems_of
+
 __all__ = [
     "DEFAULT_CATALOG_DIR",
     "CatalogError",
@@ -237,22 +239,21 @@ class FirmwareCatalog:
 
 
 def _describe(error: ValidationError) -> list[str]:
-    details = error.errors(include_url=False)
+    found = problems_of(error)
     # pydantic counts a tuple's length after dropping invalid items, so one bad image also
     # reports "images: should have at least 1 item"; that echo only hides the real line.
-    failed = [detail["loc"] for detail in details]
+    failed = [problem.loc for problem in found]
     problems = []
-    for detail in details:
-        loc = detail["loc"]
-        if detail["type"] == "too_short" and any(
+    for problem in found:
+        loc = problem.loc
+        if problem.type == "too_short" and any(
             len(other) > len(loc) and other[: len(loc)] == loc for other in failed
         ):
             continue
         where = ""
-        for part in detail["loc"]:
+        for part in loc:
             where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else part)
-        message = detail["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}: {message}" if where else message)
+        problems.append(f"{where}: {problem.message}" if where else problem.message)
     return problems
 
 

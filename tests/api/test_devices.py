@@ -349,11 +349,16 @@ async def test_settings_levels_and_effective_config(client: Client, world: World
     bad = await client.put(
         f"/api/v1/tenants/{tenant}/settings",
         headers=admin,
-        json={"settings": {"vlan": {"id": 5000}, "colour": "red"}},
+        json={
+            "settings": {"vlan": {"id": 5000}, "colour": "red", "time": {"time_zone": "Mars/Base"}}
+        },
     )
     assert bad.status == 422
-    fields = {d["field"] for d in (await bad.json())["details"]}
-    assert fields == {"settings.vlan.id", "settings.colour"}
+    details = {d["field"]: d["message"] for d in (await bad.json())["details"]}
+    assert details.keys() == {"settings.vlan.id", "settings.colour", "settings.time.time_zone"}
+    # A validator's own words, as the settings file and profiles give them: no prefix.
+    assert details["settings.time.time_zone"] == "unknown IANA time zone 'Mars/Base'"
+    assert details["settings.colour"] == "unknown field"
 
 
 async def test_claiming_an_unclaimed_device(

@@ -245,11 +245,11 @@ def _all(*mutations: Callable[[Manifest], None]) -> Callable[[Manifest], None]:
 IMAGE = ("releases", 0, "images", 0)
 
 BAD_MANIFESTS: list[tuple[str, Callable[[Manifest], None], str]] = [
-    ("unknown top-level key", _set(("vendr",), "acme"), "vendr: Extra inputs are not permitted"),
+    ("unknown top-level key", _set(("vendr",), "acme"), "vendr: unknown key"),
     (
         "unknown image key",
         _set((*IMAGE, "sha265"), DIGEST),
-        "releases[0].images[0].sha265: Extra inputs are not permitted",
+        "releases[0].images[0].sha265: unknown key",
     ),
     (
         "short sha256",

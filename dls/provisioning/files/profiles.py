@@ -39,6 +39,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from dls.devices.settings import MAX_LINE_INDEX, TimeZoneName, VendorName
 from dls.firmware.catalog import model_key
+from dls.problems import problems_of
 from dls.provisioning.files.vocabulary import (
     CONVERTER_KINDS,
     FAMILY_KEY_PATTERNS,
@@ -503,12 +504,8 @@ def _speaks_wpi(path: Path) -> bool:
 
 def _describe(path: Path, exc: ValidationError) -> str:
     lines = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"])
-        if error["type"] == "extra_forbidden":
-            messages = ["unknown key"]
-        else:
-            # Cross-field checks report every problem at once, joined by "; ".
-            messages = error["msg"].removeprefix("Value error, ").split("; ")
-        lines += [f"profile {path.name}: {where + ': ' if where else ''}{m}" for m in messages]
+    for problem in problems_of(exc):
+        where = f"{problem.where}: " if problem.where else ""
+        # Cross-field checks report every problem at once, joined by "; ".
+        lines += [f"profile {path.name}: {where}{m}" for m in problem.message.split("; ")]
     return "\n".join(lines)

@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from dls.devices.settings import DeviceSettings, LineSettings
+from dls.problems import problems_of
 from dls.provisioning.files.vocabulary import GlobalKey, LineKey
 from dls.provisioning.wpi.items import SECRET_ITEMS, Item
 
@@ -198,16 +199,12 @@ def load_profile(path: Path = DEFAULT_PROFILE_PATH) -> UnifyProfile:
     try:
         profile = UnifyProfile.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"]) or "profile"
-            message = error["msg"]
-            if error["type"] == "extra_forbidden":
-                message = "unknown key"
-            elif error["type"] == "value_error":  # a validator's own words, without a prefix
-                message = str(error.get("ctx", {}).get("error", message))
-            lines.append(f"profile {path.name}: {where}: {message}")
-        raise ProfileError("\n".join(lines)) from None
+        raise ProfileError(
+            "\n".join(
+                f"profile {path.name}: {problem.where or 'profile'}: {problem.message}"
+                for problem in problems_of(exc)
+            )
+        ) from None
     problems = []
     for key, entry in profile.entries():
         allowed = _CONVERTER_KEYS[entry.convert]
