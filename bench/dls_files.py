@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import perf_libraries
 import proctree
 import pyspy
 import report
@@ -315,6 +316,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="TARGET",
         help="after the matrix, one extra run per scenario of TARGET (default 'dls', or a "
         "variant such as 'dls+framework') under py-spy (not counted)",
+    )
+    parser.add_argument(
+        "--perf",
+        nargs="?",
+        const="dls,aiohttp",
+        default=None,
+        metavar="TARGET[,TARGET]",
+        help="after the matrix, one extra run per scenario of each TARGET (default "
+        "'dls,aiohttp') under Linux perf (not counted): CPU ms per request by library",
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--keep-run-dir", action="store_true")
@@ -649,7 +659,51 @@ def measure(run: Run, generator: LoadGenerator) -> int:
     print(f"bench: results written to {path}")
     if args.profile:
         profile(run, generator, path.with_suffix(""), args.profile)
+    if args.perf:
+        by_library(run, generator, path.with_suffix(""), args.perf.split(","))
     return 0
+
+
+def by_library(run: Run, generator: LoadGenerator, stem: Path, names: list[str]) -> None:
+    """Per scenario, one run of each named target under ``perf record``; its CPU per
+    request split by library (``perf_libraries``), the targets side by side."""
+    perf = perf_libraries.find_perf()
+    if perf is None:
+        print("bench: --perf needs perf (apt-get install linux-perf)")
+        return
+    targets = [t for t in run.targets if t.name in names]
+    if missing := set(names) - {t.name for t in targets}:
+        known = ", ".join(t.name for t in run.targets)
+        print(f"bench: --perf {', '.join(sorted(missing))}: no such target ({known})")
+        return
+    for scenario in run.args.scenarios:
+        per_request: dict[str, dict[str, float]] = {}
+        for target in sorted(targets, key=lambda t: names.index(t.name)):
+            prepare(run, target)
+            pid = target.target.pid
+            assert pid is not None
+            recording = Path(f"{stem}-perf-{target.name}-{scenario.value}.data")
+            before = proctree.snapshot(pid)
+            recorder = perf_libraries.start(perf, before.ticks, recording, run.args.duration)
+            load = generator.run(
+                target.target.base_url,
+                target.target.request_list,
+                scenario,
+                run.args.duration,
+            )
+            spent_ms = proctree.snapshot(pid).seconds_since(before) * 1000
+            recorder.wait()
+            target.advance(load.requests, scenario.default_connections)
+            cpu_ms = spent_ms / load.requests if load.requests else 0.0
+            shares = perf_libraries.shares(perf, recording)
+            per_request[target.name] = {lib: share * cpu_ms for lib, share in shares.items()}
+        text = (
+            f"{scenario.value}, {run.args.devices:,} phones, {run.args.database}, "
+            f"{run.args.workers} worker(s), under perf: server CPU ms per request by library\n\n"
+            + perf_libraries.table(per_request)
+        )
+        Path(f"{stem}-perf-{scenario.value}.md").write_text(text + "\n")
+        print(text)
 
 
 def profile(run: Run, generator: LoadGenerator, stem: Path, name: str) -> None:
