@@ -72,12 +72,12 @@ def test_a_reseller_and_its_customer_are_set_up_from_the_command_line(
         "--tenant",
         reseller,
         "--username",
-        "pa",
+        "pa.acme",
         "--role",
         "partner_admin",
         "--paid",
     )
-    assert created.startswith("user pa (id ") and " password " in created
+    assert created.startswith("user pa.acme (id ") and " password " in created
     listed = _run(capsys, "tenant", "list")
     assert f"{reseller}  reseller" in listed and "reseller:ACME4711" in listed
     assert f"{customer}  customer" in listed and "linked:ACME4711" in listed
@@ -120,3 +120,20 @@ def test_an_unknown_tenant_is_a_clear_error(
     capsys.readouterr()
     assert main(["partner", "enable", "--tenant", "nosuchtenant"]) == 2
     assert "no tenant nosuchtenant" in capsys.readouterr().err
+
+
+def test_input_the_api_refuses_is_refused_here_too(
+    database: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    base = ["tenant", "create", "--kind", "customer", "--country", "de"]
+    assert main([*base, "--name", ""]) == 2
+    assert capsys.readouterr().err == "dls: --name: String should have at least 1 character\n"
+    assert main([*base, "--name", "x" * 201]) == 2
+    assert "--name: String should have at most 200 characters" in capsys.readouterr().err
+    tenant = _run(capsys, *base, "--name", "  Acme GmbH ")
+    assert main(["user", "create", "--tenant", tenant, "--username", "a b"]) == 2
+    assert capsys.readouterr().err.startswith("dls: --username: String should match pattern")
+    # Nothing was stored by the refused commands; the name is stored as the API stores it.
+    listed = _run(capsys, "tenant", "list", "--kind", "customer").splitlines()
+    assert listed == [f"{tenant}  customer    DE    Acme GmbH"]

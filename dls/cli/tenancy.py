@@ -1,7 +1,8 @@
 """Operator basics from the shell: ``dls tenant``, ``dls user``, ``dls partner``.
 
 These use the same services as the admin API and are audited the same way, as operator
-actions with no acting user (the shell has none).
+actions with no acting user (the shell has none). Their input is checked by the API's own
+request models, so a name or user name the API refuses is refused here too.
 """
 
 from __future__ import annotations
@@ -11,14 +12,18 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dls import audit
+from dls.api.tenants import TenantCreate
+from dls.api.users import UserCreate
 from dls.auth.passwords import generate_password, hash_in_thread
 from dls.config import Settings
 from dls.db.engine import WRITER, create_engine, session_factory
 from dls.errors import DomainError
+from dls.problems import problems_of
 from dls.server import run_async
 from dls.tenancy import service
 from dls.tenancy.ids import PARTNER_ID_PATTERN
@@ -90,6 +95,12 @@ def _sync(command: Command) -> Callable[[Settings, argparse.Namespace], int]:
         except DomainError as error:
             print(f"dls: {error}", file=sys.stderr)
             return 2
+        except ValidationError as error:
+            for problem in problems_of(error):
+                print(
+                    f"dls: --{problem.where.replace('_', '-')}: {problem.message}", file=sys.stderr
+                )
+            return 2
         return 0
 
     return run
@@ -130,11 +141,11 @@ def _partner_id(value: str | None, field: str) -> str | None:
 
 
 async def tenant_create(session: AsyncSession, args: argparse.Namespace) -> None:
-    country = args.country.upper()
-    if len(country) != 2 or not country.isascii() or not country.isalpha():
-        raise DomainError("country", "two letters, ISO 3166-1 alpha-2")
+    body = TenantCreate.model_validate(
+        {"kind": args.kind, "name": args.name, "country": args.country.upper(), "eu": args.eu}
+    )
     tenant = await service.create_tenant(
-        session, kind=TenantKind(args.kind), name=args.name, country=country, eu=args.eu
+        session, kind=body.kind, name=body.name, country=body.country, eu=body.eu
     )
     _audit(
         session,
@@ -142,7 +153,7 @@ async def tenant_create(session: AsyncSession, args: argparse.Namespace) -> None
         "tenant.create",
         "tenant",
         tenant.tenant_id,
-        {"kind": args.kind, "name": args.name, "country": country, "eu": args.eu},
+        {"kind": body.kind.value, "name": body.name, "country": body.country, "eu": body.eu},
     )
     print(tenant.tenant_id)
 
@@ -166,17 +177,25 @@ async def tenant_list(session: AsyncSession, args: argparse.Namespace) -> None:
 
 
 async def user_create_command(session: AsyncSession, args: argparse.Namespace) -> None:
+    body = UserCreate.model_validate(
+        {
+            "username": args.username,
+            "display_name": args.display_name,
+            "role": args.role,
+            "paid": args.paid,
+        }
+    )
     tenant = await _tenant(session, args.tenant)
     password = generate_password()
     user = await service.create_user(
         session,
         tenant,
-        username=args.username,
-        display_name=args.display_name,
+        username=body.username,
+        display_name=body.display_name,
         email=None,
         password_hash=await hash_in_thread(password),
-        role=Role(args.role),
-        paid=args.paid,
+        role=body.role,
+        paid=body.paid,
     )
     _audit(
         session,
@@ -184,7 +203,7 @@ async def user_create_command(session: AsyncSession, args: argparse.Namespace) -
         "user.create",
         "user",
         user.id,
-        {"username": args.username, "role": args.role, "paid": args.paid},
+        {"username": body.username, "role": body.role.value, "paid": body.paid},
     )
     print(f"user {user.username} (id {user.id}) password {password}")
 
