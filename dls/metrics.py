@@ -24,6 +24,7 @@ __all__ = [
     "DROPPED",
     "REQUESTS",
     "REQUEST_SECONDS",
+    "SERVER_CERTIFICATE_EXPIRY",
     "TLS_HANDSHAKES",
     "TLS_HANDSHAKE_FAILURES",
     "WPI_INTERACTIONS",
@@ -92,6 +93,14 @@ WPI_OPEN_INTERACTIONS = Gauge(
     "WPI interactions open (admitted, no CleanUp yet), as of the process's last WPI message",
     ["listener"],
     multiprocess_mode="livesum",
+)
+
+# The earliest any live process serves: a process whose reload failed keeps it down.
+SERVER_CERTIFICATE_EXPIRY = Gauge(
+    "dls_server_certificate_expiry_timestamp_seconds",
+    "When the server certificate the listeners present expires (Unix time), per chain file",
+    ["certificate"],
+    multiprocess_mode="livemin",
 )
 
 

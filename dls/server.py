@@ -4,7 +4,9 @@ listener in a process of its own (or everything in one process).
 The parent prepares everything that must happen once (certificates, migrations, the
 metrics directory) before any worker starts, so workers never race on a migration or on
 writing a key. The parent then only supervises and advertises mDNS; SIGTERM is passed
-on, each worker finishes its in-flight requests and exits.
+on, each worker finishes its in-flight requests and exits. SIGHUP creates what is missing
+of the certificates, as start-up does, and is passed on: each process loads the server
+chains again (``dls.certificate_reload``).
 
 Why the admin listener has a process of its own (``admin_process``, on by default): an
 event loop has no priorities. While phones keep a worker's loop busy (a boot storm),
@@ -39,6 +41,7 @@ from aiohttp import web
 from dls import logs, tls
 from dls.access_log import access_lines, access_logger_class
 from dls.app import build_admin_app, build_device_app, build_secure_app
+from dls.certificate_reload import note_expiry, reload_chains
 from dls.config import ConfigError, Settings
 from dls.db.engine import create_engine, session_factory
 from dls.db.migrate import upgrade
@@ -124,6 +127,7 @@ def run(settings: Settings, startup: Startup, on_ready: Callable[[], None]) -> i
                 Role.ALL,
                 advertise=True,
                 on_ready=on_ready,
+                renews=True,
             )
         )
         return 0
@@ -148,7 +152,10 @@ async def _serve(
     *,
     advertise: bool,
     on_ready: Callable[[], None] | None,
+    renews: bool = False,
 ) -> None:
+    """Serve ``role``'s listeners until SIGTERM. ``renews``: the only process, so on SIGHUP
+    it also creates missing certificates, which a supervisor does for its workers."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -190,6 +197,19 @@ async def _serve(
             tls.admin_context(pki),
         )
     contexts = {name: entry[3] for name, entry in listeners.items()}
+    note_expiry(pki.server_chains)
+
+    def hangup() -> None:
+        chains = pki.server_chains
+        if renews:
+            try:
+                chains = ensure_pki(settings).server_chains
+            except (OSError, ValueError) as exc:
+                log.error("certificates not renewed: %s", exc)
+                return
+        reload_chains(contexts, chains)
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     handshakes = HandshakeCounts(contexts)
     report_failures(contexts)
     lines = access_lines() if settings.access_log else None
@@ -274,8 +294,14 @@ def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None
         nonlocal stopping
         stopping = True
 
+    def request_reload(*_: object) -> None:
+        nonlocal hangups
+        hangups += 1
+
+    hangups = 0
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGHUP, request_reload)
     workers = [start(i) for i in range(len(roles))]
     advertiser_stop = _advertise_in_thread(settings, startup.ca_sha256)
     announced = failed = False
@@ -285,6 +311,9 @@ def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None
             if not announced and all(event.is_set() for event in ready):
                 on_ready()
                 announced = True
+            if hangups:
+                hangups = 0
+                _pass_on_hangup(settings, workers, ready)
             for index, process in enumerate(workers):
                 if process.is_alive() or stopping:
                     continue
@@ -310,6 +339,24 @@ def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None
         shutil.rmtree(metrics_dir, ignore_errors=True)
         log.info("stopped")
     return 1 if failed else 0
+
+
+def _pass_on_hangup(
+    settings: Settings,
+    workers: list[multiprocessing.process.BaseProcess],
+    ready: list[multiprocessing.synchronize.Event],
+) -> None:
+    """Create what is missing of the certificates, then have each process reload them.
+    Only processes that are serving get the signal: one still starting has no handler
+    for it yet (SIGHUP would end it) and loads the files as they are now anyway."""
+    try:
+        ensure_pki(settings)
+    except (OSError, ValueError) as exc:
+        log.error("certificates not renewed: %s", exc)
+        return
+    for process, serving in zip(workers, ready, strict=True):
+        if serving.is_set() and process.is_alive() and process.pid is not None:
+            os.kill(process.pid, signal.SIGHUP)
 
 
 def _worker(
