@@ -1,3 +1,4 @@
+import datetime as dt
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -7,6 +8,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from dls.cli import main
+from dls.cli.certs import days_left
 from dls.config import KeyType, Settings
 from dls.pki import describe, ensure_pki, fingerprint, issue_device_certificate
 
@@ -81,4 +83,13 @@ def test_certs_show_prints_fingerprints(
     pki = ensure_pki(settings)
     assert fingerprint(pki.ca_cert) in out
     assert "SANs     localhost, 127.0.0.1" in out
+    # The generated server certificate lasts 825 days; the renewal is planned by them.
+    assert "(in 824 days)" in out or "(in 825 days)" in out
     assert [i.path for i in describe([pki.ca_cert])] == [pki.ca_cert]
+
+
+def test_an_expiry_is_shown_in_days_left() -> None:
+    now = dt.datetime(2026, 11, 27, 12, tzinfo=dt.UTC)
+    assert days_left(now + dt.timedelta(days=13, hours=23), now) == "in 13 days"
+    assert days_left(now + dt.timedelta(hours=1), now) == "in 0 days"
+    assert days_left(now - dt.timedelta(seconds=1), now) == "EXPIRED"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 
 from dls.config import Settings
 from dls.pki import describe, ensure_pki
@@ -23,6 +24,12 @@ def show(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  issuer   {info.issuer}")
         if info.sans:
             print(f"  SANs     {', '.join(info.sans)}")
-        print(f"  expires  {info.not_after.isoformat()}")
+        print(f"  expires  {info.not_after.isoformat()}  ({days_left(info.not_after)})")
         print(f"  SHA-256  {info.sha256}")
     return 0
+
+
+def days_left(moment: dt.datetime, now: dt.datetime | None = None) -> str:
+    """How far off an expiry is, in whole days: what a renewal is planned by."""
+    left = moment - (now or dt.datetime.now(dt.UTC))
+    return f"in {left.days} days" if left >= dt.timedelta(0) else "EXPIRED"
