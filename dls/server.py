@@ -160,6 +160,9 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Before any certificate is read: a SIGHUP from here on is acted on, none is lost.
+    contexts: dict[str, ssl.SSLContext] = {}
+    loop.add_signal_handler(signal.SIGHUP, _hangup, settings, pki, contexts, renews)
 
     engine = create_engine(settings.effective_database_url)
     sessions = session_factory(engine)
@@ -196,20 +199,8 @@ async def _serve(
             settings.admin_port,
             tls.admin_context(pki),
         )
-    contexts = {name: entry[3] for name, entry in listeners.items()}
+    contexts.update((name, entry[3]) for name, entry in listeners.items())
     note_expiry(pki.server_chains)
-
-    def hangup() -> None:
-        chains = pki.server_chains
-        if renews:
-            try:
-                chains = ensure_pki(settings).server_chains
-            except (OSError, ValueError) as exc:
-                log.error("certificates not renewed: %s", exc)
-                return
-        reload_chains(contexts, chains)
-
-    loop.add_signal_handler(signal.SIGHUP, hangup)
     handshakes = HandshakeCounts(contexts)
     report_failures(contexts)
     lines = access_lines() if settings.access_log else None
@@ -341,14 +332,28 @@ def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None
     return 1 if failed else 0
 
 
+def _hangup(
+    settings: Settings, pki: Pki, contexts: dict[str, ssl.SSLContext], renews: bool
+) -> None:
+    chains = pki.server_chains
+    if renews:
+        try:
+            chains = ensure_pki(settings).server_chains
+        except (OSError, ValueError) as exc:
+            log.error("certificates not renewed: %s", exc)
+            return
+    reload_chains(contexts, chains)
+
+
 def _pass_on_hangup(
     settings: Settings,
     workers: list[multiprocessing.process.BaseProcess],
     ready: list[multiprocessing.synchronize.Event],
 ) -> None:
     """Create what is missing of the certificates, then have each process reload them.
-    Only processes that are serving get the signal: one still starting has no handler
-    for it yet (SIGHUP would end it) and loads the files as they are now anyway."""
+    Only processes that have served get the signal: one still starting up its interpreter
+    has no handler for it yet (SIGHUP would end it) and reads the files as they are now.
+    (A process restarted after a crash counts as having served until it serves again.)"""
     try:
         ensure_pki(settings)
     except (OSError, ValueError) as exc:
@@ -362,6 +367,7 @@ def _pass_on_hangup(
 def _worker(
     settings: Settings, pki: Pki, role: Role, ready: multiprocessing.synchronize.Event
 ) -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until _serve's handler: never fatal
     _name_process(multiprocessing.current_process().name)
     logs.configure(settings.log_format, settings.log_level)
     run_async(_serve(settings, pki, "", role, advertise=False, on_ready=ready.set))
