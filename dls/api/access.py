@@ -6,6 +6,7 @@ from typing import Any, Protocol, TypeVar
 
 from dls import audit
 from dls.api.routing import MAX_ROW_ID, ApiError, Call
+from dls.devices.models import Device
 from dls.tenancy.policy import Access, is_allowed, is_operator, resolve_access
 
 __all__ = ["owned", "path_id", "record", "require", "require_operator"]
@@ -58,6 +59,14 @@ async def owned(
     if found is None or found.tenant_id != tenant_id:
         raise ApiError.not_found(what)
     return found
+
+
+async def device_in_path(call: Call, resource: str, action: str) -> tuple[Access, Device]:
+    """The caller's access for ``action`` on ``resource`` in the path's tenant, and the
+    path's device in that tenant (404 otherwise, as for one that does not exist)."""
+    access = await require(call, call.params["tenant_id"], resource, action)
+    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
+    return access, device
 
 
 def require_operator(call: Call) -> None:

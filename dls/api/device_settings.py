@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
-from dls.api.access import owned, record, require, require_operator
+from dls.api.access import device_in_path, owned, record, require, require_operator
 from dls.api.common import api
 from dls.api.groups import group_in_path
 from dls.api.routing import MAX_ROW_ID, ApiError, Call, RequestModel
@@ -367,8 +367,7 @@ async def put_user_settings(call: Call) -> SettingsOut:
     response=SettingsOut,
 )
 async def get_device_settings(call: Call) -> SettingsOut:
-    access = await require(call, call.params["tenant_id"], "settings", "read")
-    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
+    _, device = await device_in_path(call, "settings", "read")
     return _out(Scope.DEVICE, str(device.id), await _document(call, Scope.DEVICE, str(device.id)))
 
 
@@ -394,8 +393,7 @@ async def put_device_settings(call: Call) -> SettingsOut:
     response=EffectiveOut,
 )
 async def effective_config(call: Call) -> EffectiveOut:
-    access = await require(call, call.params["tenant_id"], "settings", "read")
-    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
+    _, device = await device_in_path(call, "settings", "read")
     context = await load_context(call.session, device_id=device.id)
     assert context is not None
     try:

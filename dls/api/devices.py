@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import and_, not_, or_, select
 
-from dls.api.access import owned, record, require, require_operator
+from dls.api.access import device_in_path, owned, record, require, require_operator
 from dls.api.common import api
 from dls.api.device_settings import breaks_devices
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
@@ -278,10 +278,8 @@ async def create_device(call: Call) -> DeviceOut:
     response=DeviceOut,
 )
 async def get_device(call: Call) -> DeviceOut:
-    access = await require(call, call.params["tenant_id"], "device", "read")
-    return device_out(
-        await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
-    )
+    _, device = await device_in_path(call, "device", "read")
+    return device_out(device)
 
 
 @api.route(
@@ -293,8 +291,7 @@ async def get_device(call: Call) -> DeviceOut:
     response=DeviceOut,
 )
 async def update_device(call: Call) -> DeviceOut:
-    access = await require(call, call.params["tenant_id"], "device", "write")
-    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
+    access, device = await device_in_path(call, "device", "write")
     body: DeviceUpdate = call.body
     check = not body.force and device.status is not DeviceStatus.RETIRED
     before = await device_problem(call.session, call.services, device.id) if check else None
@@ -324,8 +321,7 @@ async def update_device(call: Call) -> DeviceOut:
     response=DeviceOut,
 )
 async def send_device(call: Call) -> DeviceOut:
-    access = await require(call, call.params["tenant_id"], "device", "write")
-    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
+    access, device = await device_in_path(call, "device", "write")
     body: SendRequest = call.body
     changes = registry.send_to_user(device, call.now, body.shipment_ref)
     record(call, access, "device.send", "device", device.id, changes)
@@ -340,8 +336,7 @@ async def send_device(call: Call) -> DeviceOut:
     response=DeviceOut,
 )
 async def retire_device(call: Call) -> DeviceOut:
-    access = await require(call, call.params["tenant_id"], "device", "write")
-    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
+    access, device = await device_in_path(call, "device", "write")
     changes = registry.retire(device, call.now)
     if changes:
         record(call, access, "device.retire", "device", device.id, changes)
@@ -357,8 +352,7 @@ async def retire_device(call: Call) -> DeviceOut:
     response=DigestOut,
 )
 async def set_digest(call: Call) -> DigestOut:
-    access = await require(call, call.params["tenant_id"], "device", "write")
-    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
+    access, device = await device_in_path(call, "device", "write")
     body: DigestRequest = call.body
     password = registry.set_digest_password(device, call.services.box, body.password)
     record(
@@ -401,8 +395,7 @@ async def issue_client_certificate(call: Call) -> ClientCertificateOut:
     tag=TAG,
 )
 async def revoke_client_certificate(call: Call) -> None:
-    access = await require(call, call.params["tenant_id"], "device", "write")
-    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
+    access, device = await device_in_path(call, "device", "write")
     changes = client_certificates.revoke(device)
     if changes:
         record(call, access, "device.client_certificate.revoke", "device", device.id, changes)
@@ -529,8 +522,7 @@ class OutdatedOut(BaseModel):
     response=Page[LedgerOut],
 )
 async def device_ledger(call: Call) -> dict[str, object]:
-    access = await require(call, call.params["tenant_id"], "device", "read")
-    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
+    _, device = await device_in_path(call, "device", "read")
     query: PageQuery = call.query
     statement = apply_keyset(
         select(ProvisioningRecord).where(ProvisioningRecord.device_id == device.id),

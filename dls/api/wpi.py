@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy import select
 
-from dls.api.access import owned, record, require
+from dls.api.access import device_in_path, owned, record, require
 from dls.api.common import api
 from dls.api.pagination import Page, PageQuery, apply_keyset, page_of
 from dls.api.routing import ApiError, Call, RequestModel
@@ -210,8 +210,7 @@ async def create_job(call: Call) -> DeviceJob:
     response=Page[JobOut],
 )
 async def list_jobs(call: Call) -> dict[str, object]:
-    access = await require(call, call.params["tenant_id"], "device_job", "read")
-    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
+    _, device = await device_in_path(call, "device_job", "read")
     query: JobListQuery = call.query
     statement = select(DeviceJob).where(DeviceJob.device_id == device.id)
     if query.state is not None:
@@ -231,8 +230,7 @@ async def list_jobs(call: Call) -> dict[str, object]:
     response=WpiStateOut,
 )
 async def get_wpi_state(call: Call) -> WpiStateOut:
-    access = await require(call, call.params["tenant_id"], "device", "read")
-    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
+    _, device = await device_in_path(call, "device", "read")
     phone = await call.session.get(WpiDevice, device.mac)
     if phone is None:
         raise ApiError.not_found("WPI state (the phone never contacted us)")
@@ -264,8 +262,7 @@ async def get_wpi_state(call: Call) -> WpiStateOut:
     response=WpiStateOut,
 )
 async def reset_secure_mode(call: Call) -> WpiStateOut:
-    access = await require(call, call.params["tenant_id"], "device_trust", "write")
-    device = await owned(call, Device, call.params["device_id"], access.tenant.tenant_id, "device")
+    access, device = await device_in_path(call, "device_trust", "write")
     phone = await call.session.get(WpiDevice, device.mac)
     if phone is None:
         raise ApiError.not_found("WPI state (the phone never contacted us)")
