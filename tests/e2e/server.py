@@ -57,6 +57,18 @@ class ServerProcess:
             context.load_cert_chain(client_cert, client_key)
         return context
 
+    def children(self) -> list[int]:
+        """The server's child processes, multiprocessing's resource tracker aside: its
+        workers and admin process (none when it runs in one process)."""
+        assert self.process is not None
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return sorted(
+            int(child)
+            for child in children
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
+        )
+
     @property
     def log_path(self) -> Path:
         return self.root / "server.log"

@@ -47,14 +47,6 @@ def _hang_up(process: ServerProcess) -> None:
     process.process.send_signal(signal.SIGHUP)
 
 
-def _children(process: ServerProcess) -> list[int]:
-    assert process.process is not None
-    pid = process.process.pid
-    return sorted(
-        int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    )
-
-
 async def _expiry_metric(process: ServerProcess) -> dict[str, float]:
     async with (
         aiohttp.ClientSession() as session,
@@ -77,7 +69,7 @@ async def test_a_renewed_generated_certificate_is_served_after_sighup(
     try:
         context = process.ssl_context()
         before = await _presented(process, "device", context)
-        workers = _children(process)
+        workers = process.children()
         async with aiohttp.ClientSession() as kept:  # a connection open across the reload
             url = process.url("device", "/healthz")
             assert (await kept.get(url, ssl=context)).status == 200
@@ -97,7 +89,7 @@ async def test_a_renewed_generated_certificate_is_served_after_sighup(
             assert (await kept.get(url, ssl=context)).status == 200
         renewed = x509.load_pem_x509_certificate((process.certs / "server.pem").read_bytes())
         assert device == admin == renewed.public_bytes(serialization.Encoding.DER)
-        assert _children(process) == workers  # nothing restarted
+        assert process.children() == workers  # nothing restarted
         expiry = await eventually(lambda: _expiry_metric(process), lambda m: bool(m))
         assert expiry == {"server.pem": renewed.not_valid_after_utc.timestamp()}
         assert "server certificate reloaded" in process.output()

@@ -154,7 +154,7 @@ async def test_workers_share_the_phones_ports_and_the_admin_process_counts_them(
     await process.start()
     try:
         # Two workers and the admin process, named for ps, top and pgrep.
-        names = sorted(_name(child) for child in _children(process))
+        names = sorted(_name(child) for child in process.children())
         assert names == ["dls-admin", "dls-worker-0", "dls-worker-1"]
         context = process.ssl_context()
         results = await asyncio.gather(
@@ -191,7 +191,7 @@ async def test_one_process_serves_all_three_listeners(tmp_path: Path, database_u
     process = ServerProcess(tmp_path, database_url, args=["--no-admin-process"])
     await process.start()
     try:
-        assert _children(process) == []
+        assert process.children() == []
         context = process.ssl_context()
         for listener in ("device", "admin"):
             assert (await _get(process.url(listener, "/healthz"), context))[0] == 200
@@ -213,18 +213,6 @@ async def test_a_port_that_is_taken_stops_the_server_instead_of_restarting_it(
     output = process.output()
     assert "exited before serving; stopping" in output and "process=dls-admin" in output
     assert output.count("exited before serving") == 1 and "restarting" not in output
-
-
-def _children(process: ServerProcess) -> list[int]:
-    """The server's child processes (multiprocessing's resource tracker aside)."""
-    assert process.process is not None
-    pid = process.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [
-        int(child)
-        for child in children
-        if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
-    ]
 
 
 def _name(pid: int) -> str:
