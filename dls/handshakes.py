@@ -34,25 +34,49 @@ __all__ = ["SAMPLE_INTERVAL_S", "HandshakeCounts", "report_failures"]
 
 SAMPLE_INTERVAL_S = 5.0
 _STAGES = (("started", "accept"), ("completed", "accept_good"))
+_COUNTERS = tuple(name for _, name in _STAGES)
+# Per listener: the newest context and those of the reloads before it (its handshakes
+# under way at a reload end within the handshake timeout, long before two more come).
+CONTEXTS_FOLLOWED = 3
 
 
 class HandshakeCounts:
-    """Copies each listener's context counters into ``dls_tls_handshakes_total``."""
+    """Copies each listener's context counters into ``dls_tls_handshakes_total``.
+
+    OpenSSL counts a handshake on the context that serves it, which after a certificate
+    reload is the newest one (``dls.certificate_reload``), not the site's: each reload's
+    context is followed from then on, and the ones before it for a while, for the
+    handshakes under way when it came.
+    """
 
     def __init__(self, contexts: Mapping[str, ssl.SSLContext]) -> None:
-        self._contexts = dict(contexts)
-        self._seen = {(listener, stage): 0 for listener in self._contexts for stage, _ in _STAGES}
+        # Per listener, its contexts oldest first, with the counts already copied.
+        self._contexts: dict[str, list[tuple[ssl.SSLContext, dict[str, int]]]] = {
+            listener: [(context, dict.fromkeys(_COUNTERS, 0))]
+            for listener, context in contexts.items()
+        }
         self._task: asyncio.Task[None] | None = None
 
+    def replaced(self, listener: str, context: ssl.SSLContext) -> None:
+        """New connections to ``listener`` are served by ``context`` from now on."""
+        followed = self._contexts.setdefault(listener, [])
+        followed.append((context, dict.fromkeys(_COUNTERS, 0)))
+        if len(followed) > CONTEXTS_FOLLOWED:
+            self._sample(listener, *followed.pop(0))
+
     def sample(self) -> None:
-        for listener, context in self._contexts.items():
-            stats = context.session_stats()
-            for stage, name in _STAGES:
-                now = stats[name]
-                grown = now - self._seen[listener, stage]
-                if grown > 0:
-                    TLS_HANDSHAKES.labels(listener, stage).inc(grown)
-                self._seen[listener, stage] = now
+        for listener, followed in self._contexts.items():
+            for context, seen in followed:
+                self._sample(listener, context, seen)
+
+    @staticmethod
+    def _sample(listener: str, context: ssl.SSLContext, seen: dict[str, int]) -> None:
+        stats = context.session_stats()
+        for stage, name in _STAGES:
+            grown = stats[name] - seen[name]
+            if grown > 0:
+                TLS_HANDSHAKES.labels(listener, stage).inc(grown)
+            seen[name] = stats[name]
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="tls handshake counts")

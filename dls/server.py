@@ -5,8 +5,8 @@ The parent prepares everything that must happen once (certificates, migrations, 
 metrics directory) before any worker starts, so workers never race on a migration or on
 writing a key. The parent then only supervises and advertises mDNS; SIGTERM is passed
 on, each worker finishes its in-flight requests and exits. SIGHUP creates what is missing
-of the certificates, as start-up does, and is passed on: each process loads the server
-chains again (``dls.certificate_reload``).
+of the certificates, as start-up does, and is passed on: each process reads its
+listeners' certificates and trusted CAs again (``dls.certificate_reload``).
 
 Why the admin listener has a process of its own (``admin_process``, on by default): an
 event loop has no priorities. While phones keep a worker's loop busy (a boot storm),
@@ -38,10 +38,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from dls import logs, tls
+from dls import logs
 from dls.access_log import access_lines, access_logger_class
 from dls.app import build_admin_app, build_device_app, build_secure_app
-from dls.certificate_reload import note_expiry, reload_chains
+from dls.certificate_reload import ListenerContexts, note_expiry
 from dls.config import ConfigError, Settings
 from dls.db.engine import create_engine, session_factory
 from dls.db.migrate import upgrade
@@ -58,6 +58,7 @@ from dls.provisioning.retention import LedgerRetention
 from dls.secretbox import load_secret_box
 from dls.services import Services
 from dls.tenancy.bootstrap import FirstOperator, ensure_operator
+from dls.tls import LISTENERS, TlsFileError, listener_context
 
 __all__ = ["Startup", "prepare", "run"]
 
@@ -95,6 +96,7 @@ def prepare(settings: Settings) -> Startup:
     """Create what is missing (certificates, schema, first operator) before serving."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     pki = ensure_pki(settings)
+    _check_tls_files(settings, pki)
     load_secret_box(settings)  # creates certs/secret.key once, before workers race for it
     load_catalog()  # a malformed profile stops the start, not the first phone's request
     try:
@@ -104,6 +106,16 @@ def prepare(settings: Settings) -> Startup:
     first: list[FirstOperator | None] = []
     run_async(_migrate(settings, first))
     return Startup(pki, fingerprint(pki.ca_cert), first[0])
+
+
+def _check_tls_files(settings: Settings, pki: Pki) -> None:
+    """Every listener's context, made once: a chain or CA bundle that does not load stops
+    the start with its name, not a worker with a traceback."""
+    for listener in LISTENERS:
+        try:
+            listener_context(listener, pki, client_certificates=settings.device_client_certificates)
+        except TlsFileError as exc:
+            raise ConfigError(f"{listener} listener: {exc}") from None
 
 
 async def _migrate(settings: Settings, first: list[FirstOperator | None]) -> None:
@@ -161,8 +173,8 @@ async def _serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     # Before any certificate is read: a SIGHUP from here on is acted on, none is lost.
-    contexts: dict[str, ssl.SSLContext] = {}
-    loop.add_signal_handler(signal.SIGHUP, _hangup, settings, pki, contexts, renews)
+    contexts = ListenerContexts(pki, client_certificates=settings.device_client_certificates)
+    loop.add_signal_handler(signal.SIGHUP, _hangup, settings, contexts, renews)
 
     engine = create_engine(settings.effective_database_url)
     sessions = session_factory(engine)
@@ -184,25 +196,25 @@ async def _serve(
             build_device_app(services),
             settings.device_bind,
             settings.device_port,
-            tls.device_context(pki, client_certificates=settings.device_client_certificates),
+            contexts.start("device"),
         )
         listeners["secure"] = (
             build_secure_app(services),
             settings.device_bind,
             settings.secure_port,
-            tls.secure_context(pki),
+            contexts.start("secure"),
         )
     if role is not Role.PHONES:
         listeners["admin"] = (
             build_admin_app(services),
             settings.admin_bind,
             settings.admin_port,
-            tls.admin_context(pki),
+            contexts.start("admin"),
         )
-    contexts.update((name, entry[3]) for name, entry in listeners.items())
     note_expiry(pki.server_chains)
-    handshakes = HandshakeCounts(contexts)
-    report_failures(contexts)
+    handshakes = HandshakeCounts(contexts.sites)
+    contexts.observers.append(handshakes.replaced)
+    report_failures(contexts.sites)
     lines = access_lines() if settings.access_log else None
     async with AsyncExitStack() as stack:
         if lines is not None:
@@ -332,17 +344,14 @@ def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None
     return 1 if failed else 0
 
 
-def _hangup(
-    settings: Settings, pki: Pki, contexts: dict[str, ssl.SSLContext], renews: bool
-) -> None:
-    chains = pki.server_chains
+def _hangup(settings: Settings, contexts: ListenerContexts, renews: bool) -> None:
     if renews:
         try:
-            chains = ensure_pki(settings).server_chains
+            ensure_pki(settings)  # the same paths: it only creates what is missing
         except (OSError, ValueError) as exc:
             log.error("certificates not renewed: %s", exc)
             return
-    reload_chains(contexts, chains)
+    contexts.reload()
 
 
 def _pass_on_hangup(

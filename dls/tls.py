@@ -4,13 +4,47 @@ from __future__ import annotations
 
 import ssl
 from functools import lru_cache
+from pathlib import Path
 
 from aiohttp import web
 from cryptography import x509
 
 from dls.pki import Pki
 
-__all__ = ["admin_context", "client_certificate", "device_context", "secure_context"]
+__all__ = [
+    "LISTENERS",
+    "TlsFileError",
+    "admin_context",
+    "client_certificate",
+    "device_context",
+    "listener_context",
+    "secure_context",
+]
+
+LISTENERS = ("device", "secure", "admin")
+
+
+class TlsFileError(Exception):
+    """A certificate, key or CA file a listener's context could not load, and why, in
+    words an operator acts on (``ssl`` names neither the file nor, often, the problem)."""
+
+    def __init__(self, files: str, reason: str) -> None:
+        super().__init__(f"{files}: {reason}")
+        self.files = files
+        self.reason = reason
+
+
+def listener_context(
+    listener: str, pki: Pki, *, client_certificates: bool = True
+) -> ssl.SSLContext:
+    """The context ``listener`` (one of LISTENERS) serves with, read from the files now."""
+    if listener == "device":
+        return device_context(pki, client_certificates=client_certificates)
+    if listener == "secure":
+        return secure_context(pki)
+    if listener == "admin":
+        return admin_context(pki)
+    raise ValueError(f"no listener {listener!r}")
 
 
 def _server_context(pki: Pki) -> ssl.SSLContext:
@@ -21,8 +55,28 @@ def _server_context(pki: Pki) -> ssl.SSLContext:
     # algorithms. Session tickets stay at Python's default: with none, clients that do not
     # set TCP_NODELAY stall ~40 ms per request on delayed ACKs.
     for cert_file, key_file in pki.server_chains:
-        context.load_cert_chain(cert_file, key_file)
+        try:
+            context.load_cert_chain(cert_file, key_file)
+        except OSError as exc:  # ssl.SSLError included
+            raise TlsFileError(f"{cert_file} {key_file}", _reason(exc)) from exc
     return context
+
+
+def _trust(context: ssl.SSLContext, cafile: Path) -> None:
+    try:
+        context.load_verify_locations(cafile=cafile)
+    except OSError as exc:
+        raise TlsFileError(str(cafile), _reason(exc)) from exc
+
+
+def _reason(exc: OSError) -> str:
+    if isinstance(exc, ssl.SSLError):
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            return "the key is not the certificate's"
+        if exc.reason == "NO_CERTIFICATE_OR_CRL_FOUND":
+            return "no PEM certificate in the file"
+        return exc.reason or "no PEM certificate chain and key in the files"  # "PEM lib"
+    return exc.strerror or str(exc)  # "No such file or directory", "Permission denied"
 
 
 def admin_context(pki: Pki) -> ssl.SSLContext:
@@ -46,9 +100,9 @@ def device_context(pki: Pki, *, client_certificates: bool = True) -> ssl.SSLCont
     if not client_certificates:
         return context  # CERT_NONE: no CertificateRequest is sent
     context.verify_mode = ssl.CERT_OPTIONAL
-    context.load_verify_locations(cafile=pki.device_ca_cert)
+    _trust(context, pki.device_ca_cert)
     for bundle in pki.vendor_ca_files():
-        context.load_verify_locations(cafile=bundle)
+        _trust(context, bundle)
     return context
 
 
@@ -56,7 +110,7 @@ def secure_context(pki: Pki) -> ssl.SSLContext:
     """Client certificate required, issued by our device CA and nothing else."""
     context = _server_context(pki)
     context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cafile=pki.device_ca_cert)
+    _trust(context, pki.device_ca_cert)
     return context
 
 

@@ -10,9 +10,11 @@ from typing import NamedTuple
 
 import pytest
 
-from dls.config import load_settings
+from dls.certificate_reload import ListenerContexts
+from dls.config import ConfigError, load_settings
 from dls.pki import Pki, ensure_pki, issue_device_certificate
-from dls.tls import device_context, secure_context
+from dls.server import prepare
+from dls.tls import TlsFileError, device_context, listener_context, secure_context
 
 MAC = "001a2b3c4d5e"
 
@@ -151,3 +153,63 @@ def test_a_handshake_ends_with_a_session_ticket(
     assert connection.client.read(1) == b"x"
     session = connection.client.session
     assert session is not None and session.has_ticket
+
+
+def test_a_vendor_bundle_without_a_certificate_is_named(pki: Pki) -> None:
+    pki.vendor_ca_dir.mkdir(exist_ok=True)
+    broken = pki.vendor_ca_dir / "broken.pem"
+    broken.write_text("not a certificate\n")
+    with pytest.raises(TlsFileError) as refused:
+        listener_context("device", pki)
+    assert (refused.value.files, refused.value.reason) == (
+        str(broken),
+        "no PEM certificate in the file",
+    )
+    # Only the listener that trusts the vendors reads their bundles.
+    listener_context("device", pki, client_certificates=False)
+    listener_context("secure", pki)
+
+
+def test_the_start_stops_on_a_bundle_that_does_not_load(pki: Pki, tmp_path: Path) -> None:
+    """Before any worker starts, which would otherwise end with a traceback."""
+    pki.vendor_ca_dir.mkdir(exist_ok=True)
+    (pki.vendor_ca_dir / "broken.pem").write_text("not a certificate\n")
+    settings = load_settings(None, certs_dir=tmp_path / "certs", data_dir=tmp_path / "var")
+    with pytest.raises(ConfigError, match=r"device listener: .*broken\.pem: no PEM certificate"):
+        prepare(settings)
+
+
+def test_a_reload_hands_new_connections_the_trust_of_the_files_now(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """The site's context stays; its connections are served by the newest one."""
+    vendor = ensure_pki(load_settings(None, certs_dir=tmp_path / "vendor"))
+    factory = _client(pki, vendor, tmp_path)
+    contexts = ListenerContexts(pki, client_certificates=True)
+    site = contexts.start("device")
+    with pytest.raises(ssl.SSLError):
+        _handshake(factory, site)
+
+    pki.vendor_ca_dir.mkdir(exist_ok=True)
+    (pki.vendor_ca_dir / "acme.pem").write_bytes(vendor.device_ca_cert.read_bytes())
+    assert contexts.reload()
+    assert contexts.sites["device"] is site
+    assert _handshake(factory, site)
+    assert _handshake(_client(pki, pki, tmp_path), site)  # the device CA's phones still
+
+    (pki.vendor_ca_dir / "acme.pem").unlink()
+    assert contexts.reload()
+    with pytest.raises(ssl.SSLError):
+        _handshake(factory, site)
+
+
+def test_a_reload_that_does_not_load_changes_nothing(pki: Pki, tmp_path: Path) -> None:
+    vendor = ensure_pki(load_settings(None, certs_dir=tmp_path / "vendor"))
+    pki.vendor_ca_dir.mkdir(exist_ok=True)
+    (pki.vendor_ca_dir / "acme.pem").write_bytes(vendor.device_ca_cert.read_bytes())
+    contexts = ListenerContexts(pki, client_certificates=True)
+    site = contexts.start("device")
+    (pki.vendor_ca_dir / "acme.pem").unlink()
+    (pki.vendor_ca_dir / "broken.pem").write_text("not a certificate\n")
+    assert not contexts.reload()
+    assert _handshake(_client(pki, vendor, tmp_path), site)  # the bundle read at start

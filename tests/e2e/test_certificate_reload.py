@@ -1,9 +1,11 @@
-"""A renewed server certificate is taken up on SIGHUP, without a restart.
+"""Renewed certificates and changed vendor CA bundles are taken up on SIGHUP, without a
+restart.
 
 What an operator meets: an ACME client writes a new chain over ``server_cert_file`` (or
 the generated ``certs/server.pem`` is moved away) and runs ``kill -HUP``; new
 connections then get the new certificate, open ones keep working, no process restarts,
-and a renewal that went wrong leaves the old certificate serving.
+and a renewal that went wrong leaves the old certificate serving. A vendor CA bundle
+added to ``certs/vendor-ca/`` is trusted after the signal, and one taken away no more.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from dls.config import load_settings
-from dls.pki import ensure_pki
+from dls.pki import ensure_pki, issue_device_certificate
 from tests.e2e.admin import eventually
 from tests.e2e.server import ServerProcess
 
@@ -92,7 +94,7 @@ async def test_a_renewed_generated_certificate_is_served_after_sighup(
         assert process.children() == workers  # nothing restarted
         expiry = await eventually(lambda: _expiry_metric(process), lambda m: bool(m))
         assert expiry == {"server.pem": renewed.not_valid_after_utc.timestamp()}
-        assert "server certificate reloaded" in process.output()
+        assert "certificates reloaded listeners=" in process.output()
     finally:
         assert await process.stop() == 0
 
@@ -165,6 +167,81 @@ async def test_an_operators_chain_is_checked_before_it_replaces_the_served_one(
         key.write_bytes(second[1])
         _hang_up(process)
         await eventually(shown, lambda name: name == "second")
+        assert process.process is not None and process.process.returncode is None
+    finally:
+        assert await process.stop() == 0
+
+
+async def _handshakes_completed(process: ServerProcess, listener: str) -> float:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(process.url("admin", "/metrics"), ssl=process.ssl_context()) as response,
+    ):
+        text = await response.text()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "dls_tls_handshakes_total"
+        and sample.labels == {"listener": listener, "stage": "completed"}
+    )
+
+
+async def test_a_vendor_ca_bundle_is_trusted_from_sighup_on_and_distrusted_when_removed(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Onboarding phones with factory certificates: their vendor's CA goes into
+    ``certs/vendor-ca/`` and the server is signalled; taken away, it is trusted no more."""
+    process = ServerProcess(tmp_path, database_url)
+    await process.start()
+    try:
+        vendor = ensure_pki(load_settings(None, certs_dir=tmp_path / "vendor"))
+        issued = issue_device_certificate(vendor, "001a2b3c4d5e")
+        (tmp_path / "factory.pem").write_bytes(issued.certificate_pem)
+        (tmp_path / "factory.key").write_bytes(issued.key_pem)
+        factory = process.ssl_context(tmp_path / "factory.pem", tmp_path / "factory.key")
+        url = process.url("device", "/healthz")
+
+        async def status() -> int | str:
+            """The device listener's answer to a phone with the factory certificate, on a
+            new connection; or what ended the connection."""
+            try:
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(url, ssl=factory) as response,
+                ):
+                    return response.status
+            except (aiohttp.ClientError, ssl.SSLError, ConnectionError) as exc:
+                return type(exc).__name__
+
+        assert await status() != 200
+        bundles = process.certs / "vendor-ca"
+        bundles.mkdir(exist_ok=True)
+        (bundles / "acme.pem").write_bytes(vendor.device_ca_cert.read_bytes())
+        _hang_up(process)
+        await eventually(status, lambda answer: answer == 200)
+        for _ in range(3):
+            assert await status() == 200
+        # Handshakes are counted on the contexts that serve them, the new ones included.
+        await eventually(
+            lambda: _handshakes_completed(process, "device"), lambda done: done >= 4, within=15
+        )
+        assert "vendor_ca_bundles=1" in process.output()
+
+        # A bundle that does not load changes nothing, and the log names it.
+        (bundles / "broken.pem").write_text("not a certificate\n")
+        _hang_up(process)
+        await eventually(
+            lambda: asyncio.sleep(0, process.output()),
+            lambda output: "no PEM certificate in the file" in output,
+        )
+        assert f"files={bundles / 'broken.pem'}" in process.output()
+        assert await status() == 200
+
+        (bundles / "broken.pem").unlink()
+        (bundles / "acme.pem").unlink()
+        _hang_up(process)
+        await eventually(status, lambda answer: answer != 200)
         assert process.process is not None and process.process.returncode is None
     finally:
         assert await process.stop() == 0
