@@ -35,6 +35,7 @@ from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -59,6 +60,11 @@ from dls.secretbox import load_secret_box
 from dls.services import Services
 from dls.tenancy.bootstrap import FirstOperator, ensure_operator
 from dls.tls import LISTENERS, TlsFileError, listener_context
+
+if TYPE_CHECKING:
+    from multiprocessing.sharedctypes import Synchronized
+
+    Counter = Synchronized[int]  # shared by the supervisor and its processes
 
 __all__ = ["Startup", "prepare", "run"]
 
@@ -165,9 +171,13 @@ async def _serve(
     advertise: bool,
     on_ready: Callable[[], None] | None,
     renews: bool = False,
+    hangups: Counter | None = None,
 ) -> None:
     """Serve ``role``'s listeners until SIGTERM. ``renews``: the only process, so on SIGHUP
-    it also creates missing certificates, which a supervisor does for its workers."""
+    it also creates missing certificates, which a supervisor does for its workers.
+    ``hangups``: the supervisor's count of SIGHUPs, which it passes on only to processes
+    that serve; one that came while this process read its files is caught up on once it
+    serves."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -175,6 +185,7 @@ async def _serve(
     # Before any certificate is read: a SIGHUP from here on is acted on, none is lost.
     contexts = ListenerContexts(pki, client_certificates=settings.device_client_certificates)
     loop.add_signal_handler(signal.SIGHUP, _hangup, settings, contexts, renews)
+    hangups_before = hangups.value if hangups is not None else 0
 
     engine = create_engine(settings.effective_database_url)
     sessions = session_factory(engine)
@@ -255,6 +266,8 @@ async def _serve(
         _freeze_startup_objects()
         if on_ready is not None:
             on_ready()
+        if hangups is not None and hangups.value != hangups_before:
+            contexts.reload()  # the files changed while they were read, and nobody said
         await stop.wait()
         log.info("stopping: finishing in-flight requests")
     log.info("stopped")
@@ -281,14 +294,22 @@ def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None
         roles.append(Role.ADMIN)
 
     # Set by each process once its listeners accept connections: the banner (and anyone
-    # waiting for it) must not announce ports nobody listens on yet.
+    # waiting for it) must not announce ports nobody listens on yet, and SIGHUP goes only
+    # to a process that serves (before, it would end it). One per process started, so a
+    # process restarted after a crash is not taken for serving before it does.
     ready = [context.Event() for _ in roles]
+    served = [False] * len(roles)  # by any process in that place, since the start
+    hangups: Counter = context.Value("i", 0)
 
     def start(index: int) -> multiprocessing.process.BaseProcess:
         role = roles[index]
         name = "dls-admin" if role is Role.ADMIN else f"dls-worker-{index}"
+        served[index] = served[index] or ready[index].is_set()
+        ready[index] = context.Event()
         process = context.Process(
-            target=_worker, args=(settings, startup.pki, role, ready[index]), name=name
+            target=_worker,
+            args=(settings, startup.pki, role, ready[index], hangups),
+            name=name,
         )
         process.start()
         return process
@@ -298,10 +319,10 @@ def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None
         stopping = True
 
     def request_reload(*_: object) -> None:
-        nonlocal hangups
-        hangups += 1
+        nonlocal hangups_received
+        hangups_received += 1
 
-    hangups = 0
+    hangups_received = 0
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGHUP, request_reload)
@@ -314,14 +335,14 @@ def _supervise(settings: Settings, startup: Startup, on_ready: Callable[[], None
             if not announced and all(event.is_set() for event in ready):
                 on_ready()
                 announced = True
-            if hangups:
-                hangups = 0
-                _pass_on_hangup(settings, workers, ready)
+            if hangups_received:
+                hangups_received = 0
+                _pass_on_hangup(settings, workers, ready, hangups)
             for index, process in enumerate(workers):
                 if process.is_alive() or stopping:
                     continue
                 fields = {"process": process.name, "exitcode": process.exitcode}
-                if not ready[index].is_set():
+                if not (served[index] or ready[index].is_set()):
                     # It never listened (a port taken, a database it cannot open): started
                     # again it would fail the same way, every second, for ever.
                     log.error("exited before serving; stopping", extra={"fields": fields})
@@ -358,28 +379,35 @@ def _pass_on_hangup(
     settings: Settings,
     workers: list[multiprocessing.process.BaseProcess],
     ready: list[multiprocessing.synchronize.Event],
+    hangups: Counter,
 ) -> None:
     """Create what is missing of the certificates, then have each process reload them.
-    Only processes that have served get the signal: one still starting up its interpreter
-    has no handler for it yet (SIGHUP would end it) and reads the files as they are now.
-    (A process restarted after a crash counts as having served until it serves again.)"""
+    Only processes that serve get the signal: one still starting up its interpreter has
+    no handler for it yet (SIGHUP would end it); it finds ``hangups`` grown once it
+    serves, and reloads then."""
     try:
         ensure_pki(settings)
     except (OSError, ValueError) as exc:
         log.error("certificates not renewed: %s", exc)
         return
+    with hangups.get_lock():
+        hangups.value += 1
     for process, serving in zip(workers, ready, strict=True):
         if serving.is_set() and process.is_alive() and process.pid is not None:
             os.kill(process.pid, signal.SIGHUP)
 
 
 def _worker(
-    settings: Settings, pki: Pki, role: Role, ready: multiprocessing.synchronize.Event
+    settings: Settings,
+    pki: Pki,
+    role: Role,
+    ready: multiprocessing.synchronize.Event,
+    hangups: Counter,
 ) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until _serve's handler: never fatal
     _name_process(multiprocessing.current_process().name)
     logs.configure(settings.log_format, settings.log_level)
-    run_async(_serve(settings, pki, "", role, advertise=False, on_ready=ready.set))
+    run_async(_serve(settings, pki, "", role, advertise=False, on_ready=ready.set, hangups=hangups))
 
 
 def _name_process(name: str) -> None:

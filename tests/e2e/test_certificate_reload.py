@@ -11,7 +11,9 @@ added to ``certs/vendor-ca/`` is trusted after the signal, and one taken away no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import os
 import signal
 import ssl
 from pathlib import Path
@@ -243,5 +245,53 @@ async def test_a_vendor_ca_bundle_is_trusted_from_sighup_on_and_distrusted_when_
         _hang_up(process)
         await eventually(status, lambda answer: answer != 200)
         assert process.process is not None and process.process.returncode is None
+    finally:
+        assert await process.stop() == 0
+
+
+def _worker_pid(process: ServerProcess) -> int | None:
+    for pid in process.children():
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "dls-worker-0":
+                return pid
+    return None
+
+
+async def test_a_worker_restarting_is_not_ended_by_sighup_and_serves_the_renewal(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A worker restarted after a crash gets no SIGHUP before it can handle one (it used
+    to end it, and it was restarted again), and one held back from it while it started
+    is caught up on: it serves the certificate renewed meanwhile."""
+    process = ServerProcess(tmp_path, database_url)
+    await process.start()
+    try:
+        context = process.ssl_context()
+        before = await _presented(process, "device", context)
+        crashed = _worker_pid(process)
+        assert crashed is not None
+        os.kill(crashed, signal.SIGKILL)
+        for name in ("server.pem", "server.key"):
+            (process.certs / name).rename(tmp_path / f"old-{name}")
+        # An operator (or a deploy hook run twice) signalling throughout the restart.
+        for _ in range(80):
+            _hang_up(process)
+            await asyncio.sleep(0.05)
+        restarted = await eventually(
+            lambda: asyncio.sleep(0, _worker_pid(process)),
+            lambda pid: pid not in (None, crashed),
+        )
+        renewed = x509.load_pem_x509_certificate((process.certs / "server.pem").read_bytes())
+
+        async def presented() -> bytes | None:
+            try:
+                return await _presented(process, "device", context)
+            except ConnectionError:  # not listening yet
+                return None
+
+        served = await eventually(presented, lambda der: der not in (None, before), within=15)
+        assert served == renewed.public_bytes(serialization.Encoding.DER)
+        assert process.output().count("exited; restarting") == 1
+        assert _worker_pid(process) == restarted
     finally:
         assert await process.stop() == 0
