@@ -28,6 +28,7 @@ __all__ = [
     "CertificateInfo",
     "DeviceCredentials",
     "Pki",
+    "Unreadable",
     "describe",
     "ensure_pki",
     "fingerprint",
@@ -76,6 +77,15 @@ class CertificateInfo:
     sans: list[str]
     not_after: dt.datetime
     sha256: str
+    position: tuple[int, int] = (1, 1)  # which certificate of the file, of how many
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A file ``describe`` found no certificate in, and why."""
+
+    path: Path
+    reason: str
 
 
 def ensure_pki(settings: Settings) -> Pki:
@@ -156,28 +166,41 @@ def fingerprint(cert_path: Path) -> str:
     return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
-def describe(paths: Iterable[Path]) -> list[CertificateInfo]:
-    infos = []
+def describe(paths: Iterable[Path]) -> list[CertificateInfo | Unreadable]:
+    """Every certificate of each file: a chain's intermediates expire too, and each
+    certificate of a vendor bundle is a CA the device listener trusts."""
+    infos: list[CertificateInfo | Unreadable] = []
     for path in paths:
-        cert = x509.load_pem_x509_certificate(path.read_bytes())
         try:
-            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            sans = [str(v) for v in san.get_values_for_type(x509.DNSName)] + [
-                str(v) for v in san.get_values_for_type(x509.IPAddress)
-            ]
-        except x509.ExtensionNotFound:
-            sans = []
-        infos.append(
-            CertificateInfo(
-                path=path,
-                subject=cert.subject.rfc4514_string(),
-                issuer=cert.issuer.rfc4514_string(),
-                sans=sans,
-                not_after=cert.not_valid_after_utc,
-                sha256=cert.fingerprint(hashes.SHA256()).hex(":").upper(),
-            )
-        )
+            certificates = x509.load_pem_x509_certificates(path.read_bytes())
+        except OSError as exc:
+            infos.append(Unreadable(path, exc.strerror or str(exc)))
+            continue
+        except ValueError:
+            infos.append(Unreadable(path, "no PEM certificate in the file"))
+            continue
+        count = len(certificates)
+        infos += [_info(path, cert, (index, count)) for index, cert in enumerate(certificates, 1)]
     return infos
+
+
+def _info(path: Path, cert: x509.Certificate, position: tuple[int, int]) -> CertificateInfo:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        sans = [str(v) for v in san.get_values_for_type(x509.DNSName)] + [
+            str(v) for v in san.get_values_for_type(x509.IPAddress)
+        ]
+    except x509.ExtensionNotFound:
+        sans = []
+    return CertificateInfo(
+        path=path,
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        sans=sans,
+        not_after=cert.not_valid_after_utc,
+        sha256=cert.fingerprint(hashes.SHA256()).hex(":").upper(),
+        position=position,
+    )
 
 
 def _ensure_server(

@@ -93,3 +93,27 @@ def test_an_expiry_is_shown_in_days_left() -> None:
     assert days_left(now + dt.timedelta(days=13, hours=23), now) == "in 13 days"
     assert days_left(now + dt.timedelta(hours=1), now) == "in 0 days"
     assert days_left(now - dt.timedelta(seconds=1), now) == "EXPIRED"
+
+
+def test_certs_show_lists_each_ca_of_a_bundle_and_names_a_file_it_cannot_read(
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """A vendor bundle holds several CAs, each trusted; a file with none used to end the
+    command in a traceback before anything after it was shown."""
+    settings = make_settings()
+    monkeypatch.setenv("DLS_CERTS_DIR", str(settings.certs_dir))
+    pki = ensure_pki(settings)
+    other = ensure_pki(make_settings(certs_dir=tmp_path / "other"))
+    pki.vendor_ca_dir.mkdir(exist_ok=True)
+    (pki.vendor_ca_dir / "a-broken.pem").write_text("not a certificate\n")
+    bundle = pki.vendor_ca_dir / "b-acme.pem"
+    bundle.write_bytes(other.ca_cert.read_bytes() + other.device_ca_cert.read_bytes())
+    assert main(["certs", "show"]) == 1
+    out = capsys.readouterr().out
+    broken = pki.vendor_ca_dir / "a-broken.pem"
+    assert f"{broken}\n  unreadable  no PEM certificate in the file" in out
+    assert f"{bundle}  (1 of 2)" in out and f"{bundle}  (2 of 2)" in out
+    assert fingerprint(other.device_ca_cert) in out
