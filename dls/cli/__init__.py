@@ -9,9 +9,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from dls import __version__, logs
 from dls.cli import certs, config, database, firmware, init, secrets, serve, tenancy
 from dls.config import ConfigError, Settings, load_settings, unknown_variables
+from dls.db.unavailable import connection_failure
 
 __all__ = ["main"]
 
@@ -45,3 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"dls: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        reason = connection_failure(exc)
+        if reason is None:
+            raise
+        # Not a bug: the database is down, or the URL names nothing there. One line,
+        # with the URL as given (its password hidden), instead of a driver's traceback.
+        url = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+        print(f"dls: cannot connect to the database {url}: {reason}", file=sys.stderr)
+        return 1

@@ -16,7 +16,7 @@ import sqlite3
 import asyncpg
 from sqlalchemy import exc
 
-__all__ = ["DatabaseTimeout", "database_unavailable", "describe"]
+__all__ = ["DatabaseTimeout", "connection_failure", "database_unavailable", "describe"]
 
 
 class DatabaseTimeout(TimeoutError):
@@ -52,3 +52,16 @@ def describe(error: BaseException) -> str:
     """``error`` for the one log line a database failure gets: its type and the start of
     its message (a driver's message can run to pages)."""
     return f"{type(error).__name__}: {str(error)[:200]}"
+
+
+def connection_failure(error: BaseException) -> str | None:
+    """Why no connection to the database could be made, if that is what ``error`` says:
+    nothing listening, a host name that does not resolve, a database or role that does
+    not exist, a file that cannot be opened. None for anything else. SQLAlchemy wraps
+    the driver's errors at connect time without a statement; asyncpg's socket errors
+    come through unwrapped."""
+    if isinstance(error, exc.DBAPIError) and error.statement is None:
+        return str(error.orig if error.orig is not None else error)
+    if isinstance(error, ConnectionError | socket.gaierror | TimeoutError):
+        return str(error) or type(error).__name__
+    return None

@@ -1,0 +1,80 @@
+"""A command that cannot reach its database says so in one line, not a driver's traceback.
+
+What an operator meets first on a new machine or after a move: PostgreSQL not running
+yet, a database or role not created, a typo in the host name, a SQLite file whose
+directory cannot be made. ``dls serve`` ends the same way as every other command.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from dls.cli import main
+from tests.conftest import TEST_DATABASE_URL
+
+
+@pytest.fixture(autouse=True)
+def _directories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DLS_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("DLS_CERTS_DIR", str(tmp_path / "certs"))
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _ended(capsys: pytest.CaptureFixture[str], *command: str, code: int) -> str:
+    assert main(list(command)) == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip()
+
+
+def test_nothing_listening_is_one_line_with_the_url_and_no_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = _closed_port()
+    monkeypatch.setenv("DLS_DATABASE_URL", f"postgresql://dls:s3cret@127.0.0.1:{port}/dls")
+    for command in (["db", "current"], ["tenant", "list"], ["serve", "--no-mdns"]):
+        said = _ended(capsys, *command, code=1)
+        url = f"postgresql+asyncpg://dls:***@127.0.0.1:{port}/dls"
+        assert said.startswith(f"dls: cannot connect to the database {url}: "), said
+        assert "s3cret" not in said
+
+
+def test_a_sqlite_file_that_cannot_be_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a-directory").mkdir()
+    monkeypatch.setenv("DLS_DATABASE_URL", f"sqlite:///{tmp_path / 'a-directory'}")
+    said = _ended(capsys, "db", "upgrade", code=1)
+    assert said.endswith(": unable to open database file"), said
+
+
+def test_a_sqlite_directory_that_cannot_be_made_is_a_setting_to_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("DLS_DATABASE_URL", f"sqlite:///{tmp_path / 'a-file' / 'dls.sqlite3'}")
+    said = _ended(capsys, "db", "upgrade", code=2)
+    assert said.startswith(f"dls: database_url: cannot create {tmp_path / 'a-file'}: "), said
+
+
+@pytest.mark.db
+def test_a_postgresql_database_that_does_not_exist(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not TEST_DATABASE_URL.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: DLS_TEST_DATABASE_URL names it")
+    url = make_url(TEST_DATABASE_URL)
+    missing = url.set(database="dls_no_such_database")
+    monkeypatch.setenv("DLS_DATABASE_URL", missing.render_as_string(hide_password=False))
+    said = _ended(capsys, "db", "current", code=1)
+    assert said.endswith('database "dls_no_such_database" does not exist'), said
