@@ -258,7 +258,16 @@ async def _serve(
             site = web.TCPSite(
                 runner, host, port, ssl_context=context, backlog=BACKLOG, reuse_port=reuse_port
             )
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:  # the port taken, an address not this machine's
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                log.error(
+                    "cannot listen: %s",
+                    reason,
+                    extra={"fields": {"listener": listener, "address": f"{host}:{port}"}},
+                )
+                raise SystemExit(1) from None  # no traceback: the line above says it all
         if advertise and settings.mdns_enabled:
             advertiser = Advertiser(settings, ca_sha256)
             await advertiser.start()

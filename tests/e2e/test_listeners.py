@@ -213,6 +213,12 @@ async def test_a_port_that_is_taken_stops_the_server_instead_of_restarting_it(
     output = process.output()
     assert "exited before serving; stopping" in output and "process=dls-admin" in output
     assert output.count("exited before serving") == 1 and "restarting" not in output
+    # Why, in one line and without a traceback.
+    assert (
+        f"cannot listen: Address already in use listener=admin "
+        f"address=127.0.0.1:{process.admin_port}"
+    ) in output
+    assert "Traceback" not in output
 
 
 def _name(pid: int) -> str:
