@@ -306,6 +306,16 @@ class ConfigError(Exception):
     """A setting is invalid; the message is one line per problem, naming the key."""
 
 
+def make_directory(path: Path, setting: str) -> Path:
+    """``path``, created if missing; a ConfigError naming ``setting`` if it cannot be (a
+    missing or read-only mount, no permission): a setting to fix, not a traceback."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot create {path}: {exc.strerror or exc}") from None
+    return path
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings from defaults, ``config_file``, the environment and ``overrides``."""
     if config_file is not None and not config_file.is_file():

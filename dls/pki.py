@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from dls.config import KeyType, Settings
+from dls.config import KeyType, Settings, make_directory
 
 __all__ = [
     "CertificateInfo",
@@ -90,8 +90,7 @@ class Unreadable:
 
 def ensure_pki(settings: Settings) -> Pki:
     """Create whatever is missing of the CA, server and device-CA material."""
-    certs = settings.certs_dir
-    certs.mkdir(parents=True, exist_ok=True)
+    certs = make_directory(settings.certs_dir, "certs_dir")
     ca_cert, ca_key = certs / "ca.pem", certs / "ca.key"
     if not ca_cert.exists():
         _write_ca(ca_cert, ca_key, "dls Root CA")

@@ -43,7 +43,7 @@ from dls import logs
 from dls.access_log import access_lines, access_logger_class
 from dls.app import build_admin_app, build_device_app, build_secure_app
 from dls.certificate_reload import ListenerContexts, note_expiry
-from dls.config import ConfigError, Settings
+from dls.config import ConfigError, Settings, make_directory
 from dls.db.engine import create_engine, session_factory
 from dls.db.migrate import upgrade
 from dls.db.writes import WriteBursts
@@ -100,7 +100,7 @@ class Startup:
 
 def prepare(settings: Settings) -> Startup:
     """Create what is missing (certificates, schema, first operator) before serving."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_directory(settings.data_dir, "data_dir")
     pki = ensure_pki(settings)
     _check_tls_files(settings, pki)
     load_secret_box(settings)  # creates certs/secret.key once, before workers race for it
@@ -378,7 +378,7 @@ def _hangup(settings: Settings, contexts: ListenerContexts, renews: bool) -> Non
     if renews:
         try:
             ensure_pki(settings)  # the same paths: it only creates what is missing
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, ConfigError) as exc:
             log.error("certificates not renewed: %s", exc)
             return
     contexts.reload()
@@ -396,7 +396,7 @@ def _pass_on_hangup(
     serves, and reloads then."""
     try:
         ensure_pki(settings)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ConfigError) as exc:
         log.error("certificates not renewed: %s", exc)
         return
     with hangups.get_lock():

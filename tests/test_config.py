@@ -127,3 +127,25 @@ def test_config_show_masks_secrets(
     assert 'server_key_type = "both"' in out
     assert load_settings().server_key_type is KeyType.BOTH
     assert isinstance(load_settings().secret_key, SecretStr)
+
+
+@pytest.mark.parametrize(
+    ("setting", "command"),
+    [("DLS_DATA_DIR", ["serve", "--no-mdns"]), ("DLS_CERTS_DIR", ["certs", "show"])],
+)
+def test_a_directory_that_cannot_be_made_is_named_with_its_setting(
+    setting: str,
+    command: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A missing or read-only mount, say: a FileNotFoundError traceback before."""
+    monkeypatch.setenv("DLS_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("DLS_CERTS_DIR", str(tmp_path / "certs"))
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv(setting, str(tmp_path / "a-file" / "dls"))
+    assert main(command) == 2
+    name = setting.removeprefix("DLS_").lower()
+    said = capsys.readouterr().err.strip()
+    assert said == f"dls: {name}: cannot create {tmp_path / 'a-file' / 'dls'}: Not a directory"

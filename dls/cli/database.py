@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dls.config import Settings
+from dls.config import Settings, make_directory
 from dls.db.engine import create_engine
 from dls.db.migrate import current_revision, head_revision, upgrade
 from dls.server import run_async
@@ -18,7 +18,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def do_upgrade(settings: Settings, args: argparse.Namespace) -> int:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_directory(settings.data_dir, "data_dir")
 
     async def go() -> None:
         engine = create_engine(settings.effective_database_url)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from dls.config import ConfigError
+from dls.config import make_directory
 
 __all__ = [
     "POOL_SIZE",
@@ -51,12 +51,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            directory = Path(parsed.database).parent
-            try:
-                directory.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:  # a read-only or missing mount, no permission
-                reason = exc.strerror or str(exc)
-                raise ConfigError(f"database_url: cannot create {directory}: {reason}") from None
+            make_directory(Path(parsed.database).parent, "database_url")
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
