@@ -7,13 +7,16 @@ directory cannot be made. ``dls serve`` ends the same way as every other command
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import sqlite3
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from dls.cli import main
+from dls.db.migrate import head_revision
 from tests.conftest import TEST_DATABASE_URL
 
 
@@ -34,7 +37,7 @@ def _ended(capsys: pytest.CaptureFixture[str], *command: str, code: int) -> str:
     assert main(list(command)) == code
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    return err.strip()
+    return err.strip().splitlines()[-1]  # after any log lines the command wrote
 
 
 def test_nothing_listening_is_one_line_with_the_url_and_no_password(
@@ -78,3 +81,21 @@ def test_a_postgresql_database_that_does_not_exist(
     monkeypatch.setenv("DLS_DATABASE_URL", missing.render_as_string(hide_password=False))
     said = _ended(capsys, "db", "current", code=1)
     assert said.endswith('database "dls_no_such_database" does not exist'), said
+
+
+def test_a_schema_from_a_newer_dls_is_refused_in_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An upgrade rolled back: the database was migrated by a version this one predates.
+    Alembic's "Can't locate revision" was a traceback, and ``dls serve`` ended in it."""
+    path = tmp_path / "dls.sqlite3"
+    monkeypatch.setenv("DLS_DATABASE_URL", f"sqlite:///{path}")
+    assert main(["db", "upgrade"]) == 0
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999'")
+    for command in (["db", "upgrade"], ["serve", "--no-mdns"]):
+        said = _ended(capsys, *command, code=2)
+        assert said.startswith(
+            "dls: the database schema is at revision 9999, which this dls does not know "
+            f"(its newest is {head_revision()}): a newer dls upgraded it"
+        ), said

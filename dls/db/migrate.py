@@ -8,8 +8,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dls.config import ConfigError
 
 __all__ = ["alembic_config", "current_revision", "head_revision", "upgrade"]
 
@@ -24,8 +27,30 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Raises ConfigError when the schema is at a revision this dls does not know."""
     async with engine.begin() as connection:
-        await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
+        await connection.run_sync(_upgrade, revision)
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    current = MigrationContext.configure(connection).get_current_revision()
+    scripts = ScriptDirectory.from_config(alembic_config())
+    if current is not None and not _known(scripts, current):
+        # Upgraded by a newer dls (an upgrade rolled back, or two versions sharing one
+        # database): Alembic would stop in "Can't locate revision", a traceback.
+        raise ConfigError(
+            f"the database schema is at revision {current}, which this dls does not know "
+            f"(its newest is {scripts.get_current_head()}): a newer dls upgraded it; run "
+            "that version, or restore the backup taken before the upgrade"
+        )
+    command.upgrade(alembic_config(connection), revision)
+
+
+def _known(scripts: ScriptDirectory, revision: str) -> bool:
+    try:
+        return scripts.get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
