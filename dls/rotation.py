@@ -9,12 +9,13 @@ is under the key in ``secret.key.new``: the command says so, and moving that fil
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dls.db.engine import WRITER
@@ -22,9 +23,9 @@ from dls.devices.layers import SECRET_MARKER, purpose
 from dls.devices.models import Device, SettingsDocument
 from dls.devices.registry import digest_purpose
 from dls.devices.unify import rotate_pins
-from dls.secretbox import KEY_FILE, SecretBox, generate_key_file, read_key_file
+from dls.secretbox import KEY_FILE, SecretBox, generate_key_file, key_id_of, read_key_file
 
-__all__ = ["ROTATORS", "rotate_key_file"]
+__all__ = ["ROTATORS", "rotate_key_file", "stored_key_id"]
 
 Rotator = Callable[[AsyncSession, SecretBox, SecretBox], Awaitable[int]]
 
@@ -68,6 +69,35 @@ def _reencrypt(node: Any, old: SecretBox, new: SecretBox, bound: str) -> tuple[i
 
 # Every table holding ciphertexts contributes one rotator.
 ROTATORS: list[Rotator] = [_device_digests, _settings_documents, rotate_pins]
+
+
+async def stored_key_id(session: AsyncSession) -> str | None:
+    """The id of the key a secret in the database is encrypted under, if it holds any:
+    the key that must be configured to open them. One device's Digest password, or else
+    one settings document's secret, found by a text search rather than a walk through
+    every document."""
+    token = await session.scalar(
+        select(Device.digest_password).where(Device.digest_password.is_not(None)).limit(1)
+    )
+    if token is None:
+        text = cast(SettingsDocument.data, String)
+        found = await session.scalar(
+            select(text).where(text.contains(f'"{SECRET_MARKER}"')).limit(1)
+        )
+        token = _first_secret(json.loads(found)) if found else None
+    return key_id_of(token) if token else None
+
+
+def _first_secret(node: Any) -> str | None:
+    if isinstance(node, dict):
+        if set(node) == {SECRET_MARKER}:
+            return str(node[SECRET_MARKER])
+        node = list(node.values())
+    if isinstance(node, list):
+        for value in node:
+            if (found := _first_secret(value)) is not None:
+                return found
+    return None
 
 
 async def rotate_key_file(

@@ -27,6 +27,7 @@ __all__ = [
     "SecretBox",
     "SecretError",
     "generate_key_file",
+    "key_id_of",
     "load_secret_box",
     "read_key_file",
 ]
@@ -76,6 +77,13 @@ class SecretBox:
 
     def owns(self, token: str) -> bool:
         return token.startswith(f"{PREFIX}:{self.key_id}:")
+
+
+def key_id_of(token: str) -> str | None:
+    """The id of the key a ciphertext was made with; None if it is no dls ciphertext."""
+    version, _, rest = token.partition(":")
+    key_id, _, _ = rest.partition(":")
+    return key_id if version == PREFIX and key_id else None
 
 
 def _b64(data: bytes) -> str:

@@ -56,7 +56,8 @@ from dls.handshakes import HandshakeCounts, report_failures
 from dls.pki import Pki, ensure_pki, fingerprint
 from dls.provisioning.ledger import Ledger
 from dls.provisioning.retention import LedgerRetention
-from dls.secretbox import load_secret_box
+from dls.rotation import stored_key_id
+from dls.secretbox import KEY_FILE, load_secret_box, read_key_file
 from dls.services import Services
 from dls.tenancy.bootstrap import FirstOperator, ensure_operator
 from dls.tls import LISTENERS, TlsFileError, listener_context
@@ -103,15 +104,16 @@ def prepare(settings: Settings) -> Startup:
     make_directory(settings.data_dir, "data_dir")
     pki = ensure_pki(settings)
     _check_tls_files(settings, pki)
-    load_secret_box(settings)  # creates certs/secret.key once, before workers race for it
     load_catalog()  # a malformed profile stops the start, not the first phone's request
     try:
         load_firmware_catalog(settings.firmware_catalog_dir or DEFAULT_FIRMWARE_CATALOG)
     except CatalogError as error:
         raise ConfigError(f"firmware catalog:\n{error}") from None
-    first: list[FirstOperator | None] = []
-    run_async(_migrate(settings, first))
-    return Startup(pki, fingerprint(pki.ca_cert), first[0])
+    found: list[tuple[FirstOperator | None, str | None]] = []
+    run_async(_migrate(settings, found))
+    first, stored_key = found[0]
+    _check_secret_key(settings, stored_key)  # creates certs/secret.key before workers race
+    return Startup(pki, fingerprint(pki.ca_cert), first)
 
 
 def _check_tls_files(settings: Settings, pki: Pki) -> None:
@@ -124,14 +126,42 @@ def _check_tls_files(settings: Settings, pki: Pki) -> None:
             raise ConfigError(f"{listener} listener: {exc}") from None
 
 
-async def _migrate(settings: Settings, first: list[FirstOperator | None]) -> None:
+async def _migrate(
+    settings: Settings, found: list[tuple[FirstOperator | None, str | None]]
+) -> None:
+    """The schema upgraded; the first operator made on a first start, and the id of the
+    key the database's secrets are under (``_check_secret_key``)."""
     engine = create_engine(settings.effective_database_url)
     try:
         await upgrade(engine)
         async with session_factory(engine)() as session, session.begin():
-            first.append(await ensure_operator(session))
+            found.append((await ensure_operator(session), await stored_key_id(session)))
     finally:
         await engine.dispose()
+
+
+def _check_secret_key(settings: Settings, stored: str | None) -> None:
+    """The configured key must open the secrets the database holds. A certs directory
+    lost, or not carried over to a new host, used to have a new key made in silence,
+    and then no phone's configuration rendered and no Digest password checked."""
+    key_file = settings.certs_dir / KEY_FILE
+    if stored is not None and settings.secret_key is None and not key_file.exists():
+        raise ConfigError(
+            f"{key_file} is missing, and the database holds secrets encrypted under key "
+            f"{stored}: restore that file (or set DLS_SECRET_KEY); a new key cannot open them"
+        )
+    box = load_secret_box(settings)  # made here on a first start
+    if stored is None or stored == box.key_id:
+        return
+    source = "DLS_SECRET_KEY" if settings.secret_key is not None else str(key_file)
+    message = (
+        f"the database's secrets are encrypted under key {stored}, and the configured key "
+        f"({source}) is {box.key_id}: configure the key this database was written with"
+    )
+    pending = key_file.with_name(KEY_FILE + ".new")
+    if pending.exists() and read_key_file(pending).key_id == stored:
+        message += f"; {pending} holds it (a key rotation did not finish): move it to {key_file}"
+    raise ConfigError(message)
 
 
 def run(settings: Settings, startup: Startup, on_ready: Callable[[], None]) -> int:

@@ -8,6 +8,8 @@ directory cannot be made. ``dls serve`` ends the same way as every other command
 from __future__ import annotations
 
 import contextlib
+import json
+import secrets
 import socket
 import sqlite3
 from pathlib import Path
@@ -17,6 +19,8 @@ from sqlalchemy.engine import make_url
 
 from dls.cli import main
 from dls.db.migrate import head_revision
+from dls.devices.layers import SECRET_MARKER
+from dls.secretbox import SecretBox, generate_key_file
 from tests.conftest import TEST_DATABASE_URL
 
 
@@ -99,3 +103,60 @@ def test_a_schema_from_a_newer_dls_is_refused_in_words(
             "dls: the database schema is at revision 9999, which this dls does not know "
             f"(its newest is {head_revision()}): a newer dls upgraded it"
         ), said
+
+
+def _store_a_secret(path: Path, box: SecretBox) -> None:
+    """A system settings document with one encrypted value, as the admin API stores it."""
+    data = {"admin_password": {SECRET_MARKER: box.encrypt("4321", "system:-")}}
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute(
+            "INSERT INTO settings_documents (scope, scope_key, data, revision, updated_at) "
+            "VALUES ('SYSTEM', '-', ?, 1, '2026-11-27 00:00:00')",
+            (json.dumps(data),),
+        )
+
+
+def test_secrets_under_a_key_that_is_not_configured_stop_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A certs directory lost or not carried over to a new host: a new key used to be
+    made in silence, and no phone's file rendered after."""
+    path = tmp_path / "dls.sqlite3"
+    monkeypatch.setenv("DLS_DATABASE_URL", f"sqlite:///{path}")
+    assert main(["db", "upgrade"]) == 0
+    written_with = SecretBox(secrets.token_bytes(32))
+    _store_a_secret(path, written_with)
+    key_file = tmp_path / "certs" / "secret.key"
+
+    # dls init runs the checks dls serve starts with, and returns.
+    said = _ended(capsys, "init", code=2)
+    assert said == (
+        f"dls: {key_file} is missing, and the database holds secrets encrypted under key "
+        f"{written_with.key_id}: restore that file (or set DLS_SECRET_KEY); a new key "
+        "cannot open them"
+    )
+    assert not key_file.exists()  # none made that would then be taken for the right one
+
+    other = SecretBox(generate_key_file(key_file))
+    said = _ended(capsys, "init", code=2)
+    assert said == (
+        f"dls: the database's secrets are encrypted under key {written_with.key_id}, and "
+        f"the configured key ({key_file}) is {other.key_id}: configure the key this "
+        "database was written with"
+    )
+
+
+def test_an_unfinished_key_rotation_is_pointed_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "dls.sqlite3"
+    monkeypatch.setenv("DLS_DATABASE_URL", f"sqlite:///{path}")
+    assert main(["db", "upgrade"]) == 0
+    key_file = tmp_path / "certs" / "secret.key"
+    generate_key_file(key_file)
+    pending = key_file.with_name("secret.key.new")
+    _store_a_secret(path, SecretBox(generate_key_file(pending)))
+    said = _ended(capsys, "init", code=2)
+    assert said.endswith(
+        f"; {pending} holds it (a key rotation did not finish): move it to {key_file}"
+    )

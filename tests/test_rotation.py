@@ -13,7 +13,7 @@ from dls.devices.inheritance import SettingsLayer
 from dls.devices.layers import decode_layer, encode_layer, purpose
 from dls.devices.models import Device, Scope, SettingsDocument
 from dls.devices.registry import digest_purpose
-from dls.rotation import rotate_key_file
+from dls.rotation import rotate_key_file, stored_key_id
 from dls.secretbox import KEY_FILE, SecretBox, load_secret_box
 from dls.tenancy import service
 from dls.tenancy.models import TenantKind
@@ -90,3 +90,37 @@ async def test_a_missing_or_damaged_key_file_is_reported_and_nothing_changes(
     assert sorted(path.name for path in settings.certs_dir.iterdir()) == (
         [] if content is None else [KEY_FILE]
     )
+
+
+async def test_the_key_the_stored_secrets_need_is_found_in_a_document_or_a_device(
+    engine: AsyncEngine, make_settings: Callable[..., Settings]
+) -> None:
+    """What ``dls serve`` checks its key against before it starts (on both databases:
+    the documents are searched as JSON text)."""
+    box = load_secret_box(make_settings())
+    sessions = session_factory(engine)
+    async with sessions() as session:
+        assert await stored_key_id(session) is None
+    layer = SettingsLayer.model_validate({"lines": {2: {"password": "line-pw"}}})
+    async with sessions() as session, session.begin():
+        session.add(SettingsDocument(scope=Scope.SYSTEM, scope_key="-", data={}))
+        session.add(
+            SettingsDocument(
+                scope=Scope.TENANT, scope_key="t", data=encode_layer(layer, box, "tenant:t")
+            )
+        )
+    async with sessions() as session:
+        assert await stored_key_id(session) == box.key_id
+    other = SecretBox(b"\x01" * 32)
+    async with sessions() as session, session.begin():
+        tenant = await service.create_tenant(
+            session, kind=TenantKind.CUSTOMER, name="C", country="DE", eu=False
+        )
+        device = Device(
+            mac="001565aabbcc", vendor="yealink", model="T46U", tenant_id=tenant.tenant_id
+        )
+        session.add(device)
+        await session.flush()
+        device.digest_password = other.encrypt("digest-pw", digest_purpose(device.id))
+    async with sessions() as session:
+        assert await stored_key_id(session) == other.key_id  # a device's is looked at first
