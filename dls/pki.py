@@ -13,16 +13,17 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from dls.config import KeyType, Settings, make_directory
+from dls.config import ConfigError, KeyType, Settings, make_directory
 
 __all__ = [
     "CertificateInfo",
@@ -38,6 +39,7 @@ __all__ = [
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 CA_VALIDITY = dt.timedelta(days=3650)
+_Loaded = TypeVar("_Loaded")
 SERVER_VALIDITY = dt.timedelta(days=825)  # the longest lifetime Apple-era TLS clients accept
 # Phones are not re-enrolled; a certificate ends by the device's record (WPI secure mode,
 # the fingerprint dls.devices.client_certificates keeps), not by a revocation list.
@@ -89,7 +91,16 @@ class Unreadable:
 
 
 def ensure_pki(settings: Settings) -> Pki:
-    """Create whatever is missing of the CA, server and device-CA material."""
+    """Create whatever is missing of the CA, server and device-CA material. A file that
+    is there but cannot be used (a damaged CA, its key gone, a key left without its
+    certificate) is a ConfigError naming it: the operator's to mend, never overwritten."""
+    try:
+        return _ensure_pki(settings)
+    except FileExistsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _ensure_pki(settings: Settings) -> Pki:
     certs = make_directory(settings.certs_dir, "certs_dir")
     ca_cert, ca_key = certs / "ca.pem", certs / "ca.key"
     if not ca_cert.exists():
@@ -161,8 +172,19 @@ def issue_device_certificate(pki: Pki, mac: str) -> DeviceCredentials:
 
 def fingerprint(cert_path: Path) -> str:
     """SHA-256 fingerprint of the first certificate in a PEM file, colon-separated hex."""
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    cert = _read(cert_path, x509.load_pem_x509_certificate, "the root CA")
     return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def _read(path: Path, load: Callable[[bytes], _Loaded], what: str) -> _Loaded:
+    """``load`` applied to the file; a ConfigError naming the file and ``what`` it is
+    for if it is missing, unreadable or not what ``load`` takes."""
+    try:
+        return load(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}, {what}") from None
+    except ValueError:
+        raise ConfigError(f"{path}: not a PEM file of the kind expected, {what}") from None
 
 
 def describe(paths: Iterable[Path]) -> list[CertificateInfo | Unreadable]:
@@ -209,9 +231,11 @@ def _ensure_server(
     cert_path, key_path = certs / f"server{suffix}.pem", certs / f"server{suffix}.key"
     if cert_path.exists():
         return cert_path, key_path
-    issuer_cert = x509.load_pem_x509_certificate(ca_cert.read_bytes())
-    issuer_key = serialization.load_pem_private_key(ca_key.read_bytes(), None)
-    assert isinstance(issuer_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    needed = f"needed to issue {cert_path.name}"
+    issuer_cert = _read(ca_cert, x509.load_pem_x509_certificate, needed)
+    issuer_key = _read(ca_key, lambda pem: serialization.load_pem_private_key(pem, None), needed)
+    if not isinstance(issuer_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise ConfigError(f"{ca_key}: not an ECDSA or RSA key, {needed}")
     key = _new_key(kind)
     names: list[x509.GeneralName] = []
     for name in dict.fromkeys([*hostnames, "localhost", "127.0.0.1"]):

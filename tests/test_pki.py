@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from dls.cli import main
 from dls.cli.certs import days_left
-from dls.config import KeyType, Settings
+from dls.config import ConfigError, KeyType, Settings
 from dls.pki import describe, ensure_pki, fingerprint, issue_device_certificate
 
 
@@ -117,3 +117,26 @@ def test_certs_show_lists_each_ca_of_a_bundle_and_names_a_file_it_cannot_read(
     assert f"{broken}\n  unreadable  no PEM certificate in the file" in out
     assert f"{bundle}  (1 of 2)" in out and f"{bundle}  (2 of 2)" in out
     assert fingerprint(other.device_ca_cert) in out
+
+
+def test_a_certificate_file_that_cannot_be_used_is_named_not_a_traceback(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """What start-up (and SIGHUP) meets when the certs directory was half restored."""
+    settings = make_settings()
+    pki = ensure_pki(settings)
+    certs = settings.certs_dir
+    (certs / "server.pem").unlink()
+    (certs / "server.key").rename(certs / "server.key.kept")
+    pki.ca_key.rename(certs / "ca.key.kept")
+    with pytest.raises(ConfigError, match=r"ca\.key: No such file or directory, needed to issue"):
+        ensure_pki(settings)
+    (certs / "ca.key.kept").rename(pki.ca_key)
+    root = pki.ca_cert.read_bytes()
+    pki.ca_cert.write_text("damaged\n")
+    with pytest.raises(ConfigError, match=r"ca\.pem: not a PEM file of the kind expected"):
+        ensure_pki(settings)
+    pki.ca_cert.write_bytes(root)
+    (certs / "server.key.kept").rename(certs / "server.key")
+    with pytest.raises(ConfigError, match=r"server\.key exists without its certificate"):
+        ensure_pki(settings)
