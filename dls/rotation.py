@@ -18,14 +18,15 @@ from typing import Any
 from sqlalchemy import String, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dls import audit
 from dls.db.engine import WRITER
 from dls.devices.layers import SECRET_MARKER, purpose
 from dls.devices.models import Device, SettingsDocument
 from dls.devices.registry import digest_purpose
-from dls.devices.unify import rotate_pins
+from dls.devices.unify import DeploymentPin, rotate_pins
 from dls.secretbox import KEY_FILE, SecretBox, generate_key_file, key_id_of, read_key_file
 
-__all__ = ["ROTATORS", "rotate_key_file", "stored_key_id"]
+__all__ = ["ROTATORS", "forget_unopenable", "rotate_key_file", "stored_key_id"]
 
 Rotator = Callable[[AsyncSession, SecretBox, SecretBox], Awaitable[int]]
 
@@ -85,7 +86,71 @@ async def stored_key_id(session: AsyncSession) -> str | None:
             select(text).where(text.contains(f'"{SECRET_MARKER}"')).limit(1)
         )
         token = _first_secret(json.loads(found)) if found else None
+    if token is None:
+        token = await session.scalar(select(DeploymentPin.pin_ciphertext).limit(1))
     return key_id_of(token) if token else None
+
+
+async def forget_unopenable(session: AsyncSession, box: SecretBox) -> dict[str, int]:
+    """Remove every secret ``box`` cannot open, for an operator whose key is lost for
+    good (``dls secrets forget-lost``): the server then starts, and admins set those
+    secrets anew. A settings document that loses a value gets a new revision, so its
+    phones fetch it again; each object changed is audited as an operator action."""
+    counts = {"device Digest passwords": 0, "settings values": 0, "deployment PINs": 0}
+    devices = select(Device).where(Device.digest_password.is_not(None))
+    for device in await session.scalars(devices):
+        if device.digest_password is not None and not box.owns(device.digest_password):
+            device.digest_password = None
+            _forgotten(session, device.tenant_id, "device", device.id)
+            counts["device Digest passwords"] += 1
+    for document in await session.scalars(select(SettingsDocument)):
+        removed, data = _without_unopenable(document.data, box)
+        if removed:
+            document.data = data
+            document.revision += 1
+            key = f"{document.scope.value}:{document.scope_key}"
+            _forgotten(session, None, "settings_document", key)
+            counts["settings values"] += removed
+    for pin in await session.scalars(select(DeploymentPin)):
+        if not box.owns(pin.pin_ciphertext):
+            await session.delete(pin)
+            _forgotten(session, None, "deployment_pin", pin.user_id)
+            counts["deployment PINs"] += 1
+    return counts
+
+
+def _without_unopenable(node: Any, box: SecretBox) -> tuple[int, Any]:
+    """``node`` without the secrets ``box`` does not own: a value removed is unset at
+    that level, so the level above it applies."""
+    if isinstance(node, dict):
+        total, kept = 0, {}
+        for key, value in node.items():
+            secret = isinstance(value, dict) and set(value) == {SECRET_MARKER}
+            if secret and not box.owns(str(value[SECRET_MARKER])):
+                total += 1
+                continue
+            removed, kept[key] = _without_unopenable(value, box)
+            total += removed
+        return total, kept
+    if isinstance(node, list):
+        pairs = [_without_unopenable(value, box) for value in node]
+        return sum(count for count, _ in pairs), [value for _, value in pairs]
+    return 0, node
+
+
+def _forgotten(
+    session: AsyncSession, tenant_id: str | None, object_type: str, object_id: str | int
+) -> None:
+    audit.record(
+        session,
+        actor_user_id=None,
+        actor_tenant_id=None,
+        target_tenant_id=tenant_id,
+        via=audit.Via.OPERATOR,
+        action="secrets.forget_lost",
+        object_type=object_type,
+        object_id=object_id,
+    )
 
 
 def _first_secret(node: Any) -> str | None:

@@ -140,6 +140,9 @@ async def _migrate(
         await engine.dispose()
 
 
+_LOST_KEY = "; if no copy of it is left, `dls secrets forget-lost` removes them"
+
+
 def _check_secret_key(settings: Settings, stored: str | None) -> None:
     """The configured key must open the secrets the database holds. A certs directory
     lost, or not carried over to a new host, used to have a new key made in silence,
@@ -149,6 +152,7 @@ def _check_secret_key(settings: Settings, stored: str | None) -> None:
         raise ConfigError(
             f"{key_file} is missing, and the database holds secrets encrypted under key "
             f"{stored}: restore that file (or set DLS_SECRET_KEY); a new key cannot open them"
+            f"{_LOST_KEY}"
         )
     box = load_secret_box(settings)  # made here on a first start
     if stored is None or stored == box.key_id:
@@ -159,9 +163,11 @@ def _check_secret_key(settings: Settings, stored: str | None) -> None:
         f"({source}) is {box.key_id}: configure the key this database was written with"
     )
     pending = key_file.with_name(KEY_FILE + ".new")
-    if pending.exists() and read_key_file(pending).key_id == stored:
-        message += f"; {pending} holds it (a key rotation did not finish): move it to {key_file}"
-    raise ConfigError(message)
+    if not (pending.exists() and read_key_file(pending).key_id == stored):
+        raise ConfigError(message + _LOST_KEY)
+    raise ConfigError(
+        f"{message}; {pending} holds it (a key rotation did not finish): move it to {key_file}"
+    )
 
 
 def run(settings: Settings, startup: Startup, on_ready: Callable[[], None]) -> int:

@@ -7,6 +7,7 @@ directory cannot be made. ``dls serve`` ends the same way as every other command
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import secrets
@@ -111,7 +112,7 @@ def _store_a_secret(path: Path, box: SecretBox) -> None:
     with contextlib.closing(sqlite3.connect(path)) as connection, connection:
         connection.execute(
             "INSERT INTO settings_documents (scope, scope_key, data, revision, updated_at) "
-            "VALUES ('SYSTEM', '-', ?, 1, '2026-11-27 00:00:00')",
+            "VALUES ('system', '-', ?, 1, '2026-11-27 00:00:00')",
             (json.dumps(data),),
         )
 
@@ -133,7 +134,7 @@ def test_secrets_under_a_key_that_is_not_configured_stop_the_start(
     assert said == (
         f"dls: {key_file} is missing, and the database holds secrets encrypted under key "
         f"{written_with.key_id}: restore that file (or set DLS_SECRET_KEY); a new key "
-        "cannot open them"
+        "cannot open them; if no copy of it is left, `dls secrets forget-lost` removes them"
     )
     assert not key_file.exists()  # none made that would then be taken for the right one
 
@@ -142,7 +143,8 @@ def test_secrets_under_a_key_that_is_not_configured_stop_the_start(
     assert said == (
         f"dls: the database's secrets are encrypted under key {written_with.key_id}, and "
         f"the configured key ({key_file}) is {other.key_id}: configure the key this "
-        "database was written with"
+        "database was written with; if no copy of it is left, `dls secrets forget-lost` "
+        "removes them"
     )
 
 
@@ -160,3 +162,36 @@ def test_an_unfinished_key_rotation_is_pointed_out(
     assert said.endswith(
         f"; {pending} holds it (a key rotation did not finish): move it to {key_file}"
     )
+
+
+def test_secrets_whose_key_is_lost_for_good_can_be_forgotten_and_the_start_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The way out of the refusal above when no copy of the key is left: count, remove
+    with --yes, set them again; the document's revision moves, so phones fetch anew."""
+    path = tmp_path / "dls.sqlite3"
+    monkeypatch.setenv("DLS_DATABASE_URL", f"sqlite:///{path}")
+    assert main(["db", "upgrade"]) == 0
+    _store_a_secret(path, SecretBox(secrets.token_bytes(32)))
+    capsys.readouterr()
+
+    assert main(["secrets", "forget-lost"]) == 1
+    key = SecretBox(base64.b64decode((tmp_path / "certs" / "secret.key").read_bytes()))
+    assert capsys.readouterr().out.strip() == (
+        f"the key {key.key_id} cannot open: 0 device Digest passwords, 1 settings values, "
+        "0 deployment PINs; run again with --yes to remove them"
+    )
+    _ended(capsys, "init", code=2)  # counting removed nothing
+
+    assert main(["secrets", "forget-lost", "--yes"]) == 0
+    assert "removed: 0 device Digest passwords, 1 settings values" in capsys.readouterr().out
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        data, revision = connection.execute(
+            "SELECT data, revision FROM settings_documents"
+        ).fetchone()
+        audited = connection.execute(
+            "SELECT action, object_type, object_id FROM audit_entries WHERE action != 'bootstrap'"
+        ).fetchall()
+    assert (json.loads(data), revision) == ({}, 2)
+    assert audited == [("secrets.forget_lost", "settings_document", "system:-")]
+    assert main(["init"]) == 0

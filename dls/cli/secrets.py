@@ -1,4 +1,5 @@
-"""``dls secrets rotate-key``: re-encrypt every secret at rest under a new key."""
+"""``dls secrets rotate-key``: re-encrypt every secret at rest under a new key;
+``dls secrets forget-lost``: remove those no key at hand opens."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import argparse
 import sys
 
 from dls.config import Settings
-from dls.db.engine import create_engine, session_factory
-from dls.rotation import rotate_key_file
+from dls.db.engine import WRITER, create_engine, session_factory
+from dls.rotation import forget_unopenable, rotate_key_file
+from dls.secretbox import KEY_FILE, load_secret_box
 from dls.server import run_async
 
 
@@ -17,6 +19,47 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     actions.add_parser(
         "rotate-key", help="new key in certs/secret.key; stop the servers first"
     ).set_defaults(handler=rotate)
+    forget = actions.add_parser(
+        "forget-lost",
+        help="remove the secrets the configured key cannot open (their key is lost); "
+        "admins set them again. Stop the servers first",
+    )
+    forget.add_argument("--yes", action="store_true", help="remove them; without: count them")
+    forget.set_defaults(handler=forget_lost)
+
+
+def forget_lost(settings: Settings, args: argparse.Namespace) -> int:
+    """For a key lost for good: the start refuses a database whose secrets the configured
+    key cannot open, and this is the way out. Counts first; removes with ``--yes``."""
+    pending = settings.certs_dir / (KEY_FILE + ".new")
+    if pending.exists():
+        print(
+            f"dls: {pending} exists: a key rotation did not finish, and it may hold the "
+            "key these secrets need. Finish the rotation (dls secrets rotate-key says how).",
+            file=sys.stderr,
+        )
+        return 2
+    box = load_secret_box(settings)  # a new key if none is there: the one they will be under
+    counts: list[dict[str, int]] = []
+
+    async def run() -> None:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                await session.connection(execution_options=WRITER)
+                counts.append(await forget_unopenable(session, box))
+                if not args.yes:
+                    await session.rollback()
+        finally:
+            await engine.dispose()
+
+    run_async(run())
+    found = ", ".join(f"{count} {what}" for what, count in counts[0].items())
+    if not args.yes:
+        print(f"the key {box.key_id} cannot open: {found}; run again with --yes to remove them")
+        return 0 if not any(counts[0].values()) else 1
+    print(f"removed: {found}; set them again, the configured key {box.key_id} will hold them")
+    return 0
 
 
 def rotate(settings: Settings, args: argparse.Namespace) -> int:
