@@ -62,8 +62,10 @@ def test_a_sqlite_file_that_cannot_be_opened(
 ) -> None:
     (tmp_path / "a-directory").mkdir()
     monkeypatch.setenv("DLS_DATABASE_URL", f"sqlite:///{tmp_path / 'a-directory'}")
-    said = _ended(capsys, "db", "upgrade", code=1)
-    assert said.endswith(": unable to open database file"), said
+    said = _ended(capsys, "db", "upgrade", code=2)
+    assert said == (
+        f"dls: database_url: cannot open {tmp_path / 'a-directory'}: unable to open database file"
+    )
 
 
 def test_a_sqlite_directory_that_cannot_be_made_is_a_setting_to_fix(
@@ -176,15 +178,20 @@ def test_secrets_whose_key_is_lost_for_good_can_be_forgotten_and_the_start_goes_
     capsys.readouterr()
 
     assert main(["secrets", "forget-lost"]) == 1
-    key = SecretBox(base64.b64decode((tmp_path / "certs" / "secret.key").read_bytes()))
     assert capsys.readouterr().out.strip() == (
-        f"the key {key.key_id} cannot open: 0 device Digest passwords, 1 settings values, "
-        "0 deployment PINs; run again with --yes to remove them"
+        "no key at hand opens 0 device Digest passwords, 1 settings values, 0 deployment "
+        "PINs; run again with --yes to remove them"
     )
-    _ended(capsys, "init", code=2)  # counting removed nothing
+    key_file = tmp_path / "certs" / "secret.key"
+    assert not key_file.exists()  # counting made no key, and removed nothing:
+    assert "secret.key is missing" in _ended(capsys, "init", code=2)
 
     assert main(["secrets", "forget-lost", "--yes"]) == 0
-    assert "removed: 0 device Digest passwords, 1 settings values" in capsys.readouterr().out
+    key = SecretBox(base64.b64decode(key_file.read_bytes()))
+    assert capsys.readouterr().out.strip() == (
+        "removed 0 device Digest passwords, 1 settings values, 0 deployment PINs; set them "
+        f"again: they will be under key {key.key_id}"
+    )
     with contextlib.closing(sqlite3.connect(path)) as connection:
         data, revision = connection.execute(
             "SELECT data, revision FROM settings_documents"

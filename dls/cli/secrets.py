@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 
 from dls.config import Settings
 from dls.db.engine import WRITER, create_engine, session_factory
 from dls.rotation import forget_unopenable, rotate_key_file
-from dls.secretbox import KEY_FILE, load_secret_box
+from dls.secretbox import KEY_FILE, SecretBox, load_secret_box
 from dls.server import run_async
 
 
@@ -39,26 +40,30 @@ def forget_lost(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    box = load_secret_box(settings)  # a new key if none is there: the one they will be under
+    key_file = settings.certs_dir / KEY_FILE
+    if args.yes or settings.secret_key is not None or key_file.exists():
+        box = load_secret_box(settings)  # made if missing: the key they will be set under
+    else:
+        box = SecretBox(secrets.token_bytes(32))  # only counting: no key file made yet
     counts: list[dict[str, int]] = []
 
     async def run() -> None:
         engine = create_engine(settings.effective_database_url)
         try:
-            async with session_factory(engine)() as session, session.begin():
+            async with session_factory(engine)() as session:
                 await session.connection(execution_options=WRITER)
                 counts.append(await forget_unopenable(session, box))
-                if not args.yes:
-                    await session.rollback()
+                if args.yes:
+                    await session.commit()  # else closing the session rolls it all back
         finally:
             await engine.dispose()
 
     run_async(run())
     found = ", ".join(f"{count} {what}" for what, count in counts[0].items())
     if not args.yes:
-        print(f"the key {box.key_id} cannot open: {found}; run again with --yes to remove them")
-        return 0 if not any(counts[0].values()) else 1
-    print(f"removed: {found}; set them again, the configured key {box.key_id} will hold them")
+        print(f"no key at hand opens {found}; run again with --yes to remove them")
+        return 1 if any(counts[0].values()) else 0
+    print(f"removed {found}; set them again: they will be under key {box.key_id}")
     return 0
 
 

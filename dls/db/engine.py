@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from dls.config import make_directory
+from dls.config import ConfigError, make_directory
 
 __all__ = [
     "POOL_SIZE",
@@ -51,7 +52,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            make_directory(Path(parsed.database).parent, "database_url")
+            _check_sqlite_file(Path(parsed.database))
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
@@ -67,6 +68,18 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         connect_args=POSTGRESQL_CONNECT_ARGS,
         **kwargs,
     )
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """The file's directory made and the file opened once, before aiosqlite's thread
+    tries: a path that cannot be opened (a directory, no permission) is a setting to fix,
+    and aiosqlite's thread, failing to connect, could outlive the event loop it reports
+    to and end in a traceback of its own."""
+    make_directory(path.parent, "database_url")
+    try:
+        sqlite3.connect(path).close()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"database_url: cannot open {path}: {exc}") from None
 
 
 def _sqlite_begin(connection: Any) -> None:
