@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dls.config import ConfigError, Settings
 from dls.db.engine import session_factory
@@ -21,6 +21,18 @@ from dls.tenancy.models import TenantKind
 pytestmark = pytest.mark.db
 
 
+async def _device_with_digest(session: AsyncSession, box: SecretBox) -> Device:
+    """A customer's phone with a Digest password encrypted under ``box``."""
+    tenant = await service.create_tenant(
+        session, kind=TenantKind.CUSTOMER, name="C", country="DE", eu=False
+    )
+    device = Device(mac="001565aabbcc", vendor="yealink", model="T46U", tenant_id=tenant.tenant_id)
+    session.add(device)
+    await session.flush()
+    device.digest_password = box.encrypt("digest-pw", digest_purpose(device.id))
+    return device
+
+
 async def test_rotation_reencrypts_digests_and_settings(
     engine: AsyncEngine, make_settings: Callable[..., Settings]
 ) -> None:
@@ -29,15 +41,7 @@ async def test_rotation_reencrypts_digests_and_settings(
     sessions = session_factory(engine)
     bound = purpose("tenant", "t")
     async with sessions() as session, session.begin():
-        tenant = await service.create_tenant(
-            session, kind=TenantKind.CUSTOMER, name="C", country="DE", eu=False
-        )
-        device = Device(
-            mac="001565aabbcc", vendor="yealink", model="T46U", tenant_id=tenant.tenant_id
-        )
-        session.add(device)
-        await session.flush()
-        device.digest_password = old.encrypt("digest-pw", digest_purpose(device.id))
+        await _device_with_digest(session, old)
         layer = SettingsLayer.model_validate(
             {"admin_password": "adm<&>", "lines": {1: {"sip_user": "201", "password": "line-pw"}}}
         )
@@ -113,14 +117,6 @@ async def test_the_key_the_stored_secrets_need_is_found_in_a_document_or_a_devic
         assert await stored_key_id(session) == box.key_id
     other = SecretBox(b"\x01" * 32)
     async with sessions() as session, session.begin():
-        tenant = await service.create_tenant(
-            session, kind=TenantKind.CUSTOMER, name="C", country="DE", eu=False
-        )
-        device = Device(
-            mac="001565aabbcc", vendor="yealink", model="T46U", tenant_id=tenant.tenant_id
-        )
-        session.add(device)
-        await session.flush()
-        device.digest_password = other.encrypt("digest-pw", digest_purpose(device.id))
+        await _device_with_digest(session, other)
     async with sessions() as session:
         assert await stored_key_id(session) == other.key_id  # a device's is looked at first
