@@ -7,12 +7,15 @@ directory cannot be made. ``dls serve`` ends the same way as every other command
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
+import os
 import secrets
 import socket
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -202,3 +205,27 @@ def test_secrets_whose_key_is_lost_for_good_can_be_forgotten_and_the_start_goes_
     assert (json.loads(data), revision) == ({}, 2)
     assert audited == [("secrets.forget_lost", "settings_document", "system:-")]
     assert main(["init"]) == 0
+
+
+@pytest.mark.db
+async def test_instances_starting_together_migrate_one_at_a_time(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Two servers started at once on a new database (or ``dls db upgrade`` beside a
+    starting one) each ran the same migrations: the second failed on PostgreSQL with a
+    duplicate type and on SQLite with "database is locked"."""
+    env = {
+        **os.environ,
+        "DLS_DATABASE_URL": database_url,
+        "DLS_DATA_DIR": str(tmp_path / "var"),
+        "DLS_CERTS_DIR": str(tmp_path / "certs"),
+    }
+    commands = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dls", "db", "upgrade", env=env, stderr=asyncio.subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    results = [await command.communicate() for command in commands]
+    errors = [stderr.decode() for command, (_, stderr) in zip(commands, results, strict=True)]
+    assert [command.returncode for command in commands] == [0, 0, 0], errors

@@ -9,14 +9,17 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dls.config import ConfigError
+from dls.db.engine import WRITER
 
 __all__ = ["alembic_config", "current_revision", "head_revision", "upgrade"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 0x646C_735F_6D69_6772  # PostgreSQL advisory lock key: "dls_migr"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -27,9 +30,19 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Raises ConfigError when the schema is at a revision this dls does not know."""
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade, revision)
+    """One migrator at a time. Instances started together on one database (or ``dls db
+    upgrade`` beside a starting server) each ran the same migrations: on PostgreSQL the
+    second failed on a duplicate table type, on SQLite on "database is locked". The
+    others now wait for the first and find the schema current. Raises ConfigError when
+    the schema is at a revision this dls does not know."""
+    async with engine.connect() as connection:
+        await connection.execution_options(**WRITER)  # SQLite: the write lock at BEGIN
+        async with connection.begin():
+            if connection.dialect.name == "postgresql":
+                # Released with the transaction, whatever ends it.
+                lock = text("SELECT pg_advisory_xact_lock(:key)")
+                await connection.execute(lock, {"key": MIGRATION_LOCK})
+            await connection.run_sync(_upgrade, revision)
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
