@@ -9,14 +9,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dls.config import ConfigError, Settings
 from dls.db.engine import session_factory
+from dls.db.types import utcnow
 from dls.devices.inheritance import SettingsLayer
 from dls.devices.layers import decode_layer, encode_layer, purpose
 from dls.devices.models import Device, Scope, SettingsDocument
 from dls.devices.registry import digest_purpose
-from dls.rotation import rotate_key_file, stored_key_id
+from dls.devices.unify import DeploymentPin, pin_purpose
+from dls.rotation import forget_unopenable, rotate_key_file, stored_key_id
 from dls.secretbox import KEY_FILE, SecretBox, load_secret_box
 from dls.tenancy import service
-from dls.tenancy.models import TenantKind
+from dls.tenancy.models import Role, TenantKind
 
 pytestmark = pytest.mark.db
 
@@ -120,3 +122,42 @@ async def test_the_key_the_stored_secrets_need_is_found_in_a_document_or_a_devic
         await _device_with_digest(session, other)
     async with sessions() as session:
         assert await stored_key_id(session) == other.key_id  # a device's is looked at first
+
+
+async def test_a_deployment_pin_alone_names_the_key_and_is_forgotten_with_it(
+    engine: AsyncEngine, make_settings: Callable[..., Settings]
+) -> None:
+    """A Unify-only installation: its deployment PINs may be its only secrets."""
+    lost = SecretBox(b"\x02" * 32)
+    sessions = session_factory(engine)
+    async with sessions() as session, session.begin():
+        tenant = await service.create_tenant(
+            session, kind=TenantKind.CUSTOMER, name="C", country="DE", eu=False
+        )
+        user = await service.create_user(
+            session,
+            tenant,
+            username="ann",
+            display_name="Ann",
+            email=None,
+            password_hash=None,
+            role=Role.USER,
+            paid=False,
+        )
+        session.add(
+            DeploymentPin(
+                user_id=user.id,
+                tenant_id=tenant.tenant_id,
+                pin_ciphertext=lost.encrypt("12345678", pin_purpose(user.id)),
+                lookup_hash="0" * 64,
+                expires_at=utcnow(),
+            )
+        )
+    async with sessions() as session:
+        assert await stored_key_id(session) == lost.key_id
+    async with sessions() as session, session.begin():
+        counts = await forget_unopenable(session, load_secret_box(make_settings()))
+    assert counts == {"device Digest passwords": 0, "settings values": 0, "deployment PINs": 1}
+    async with sessions() as session:
+        assert await stored_key_id(session) is None
+        assert (await session.scalars(select(DeploymentPin))).all() == []
