@@ -24,7 +24,14 @@ from dls.devices.layers import SECRET_MARKER, purpose
 from dls.devices.models import Device, SettingsDocument
 from dls.devices.registry import digest_purpose
 from dls.devices.unify import DeploymentPin, rotate_pins
-from dls.secretbox import KEY_FILE, SecretBox, generate_key_file, key_id_of, read_key_file
+from dls.secretbox import (
+    KEY_FILE,
+    PENDING_KEY_FILE,
+    SecretBox,
+    generate_key_file,
+    key_id_of,
+    read_key_file,
+)
 
 __all__ = ["ROTATORS", "forget_unopenable", "rotate_key_file", "stored_key_id"]
 
@@ -170,7 +177,7 @@ async def rotate_key_file(
 ) -> tuple[str, str, int]:
     """Rotate; returns (old key id, new key id, number of secrets re-encrypted)."""
     current = certs_dir / KEY_FILE
-    pending = certs_dir / (KEY_FILE + ".new")
+    pending = certs_dir / PENDING_KEY_FILE
     if pending.exists():
         raise RuntimeError(
             f"{pending} exists: an earlier rotation did not finish. If the database was "

@@ -24,6 +24,7 @@ from dls.config import KEY_FORMAT, ConfigError, Settings, is_secret_key
 
 __all__ = [
     "KEY_FILE",
+    "PENDING_KEY_FILE",
     "SecretBox",
     "SecretError",
     "generate_key_file",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 KEY_FILE = "secret.key"
+# The new key while ``dls secrets rotate-key`` runs; left behind if it did not finish.
+PENDING_KEY_FILE = KEY_FILE + ".new"
 PREFIX = "v1"
 
 

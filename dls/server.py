@@ -57,7 +57,7 @@ from dls.pki import Pki, ensure_pki, fingerprint
 from dls.provisioning.ledger import Ledger
 from dls.provisioning.retention import LedgerRetention
 from dls.rotation import stored_key_id
-from dls.secretbox import KEY_FILE, load_secret_box, read_key_file
+from dls.secretbox import KEY_FILE, PENDING_KEY_FILE, load_secret_box, read_key_file
 from dls.services import Services
 from dls.tenancy.bootstrap import FirstOperator, ensure_operator
 from dls.tls import LISTENERS, TlsFileError, listener_context
@@ -162,12 +162,12 @@ def _check_secret_key(settings: Settings, stored: str | None) -> None:
         f"the database's secrets are encrypted under key {stored}, and the configured key "
         f"({source}) is {box.key_id}: configure the key this database was written with"
     )
-    pending = key_file.with_name(KEY_FILE + ".new")
-    if not (pending.exists() and read_key_file(pending).key_id == stored):
-        raise ConfigError(message + _LOST_KEY)
-    raise ConfigError(
-        f"{message}; {pending} holds it (a key rotation did not finish): move it to {key_file}"
-    )
+    pending = settings.certs_dir / PENDING_KEY_FILE
+    if pending.exists() and read_key_file(pending).key_id == stored:
+        message += f"; {pending} holds it (a key rotation did not finish): move it to {key_file}"
+    else:
+        message += _LOST_KEY
+    raise ConfigError(message)
 
 
 def run(settings: Settings, startup: Startup, on_ready: Callable[[], None]) -> int:

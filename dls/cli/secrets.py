@@ -10,7 +10,7 @@ import sys
 from dls.config import Settings
 from dls.db.engine import WRITER, create_engine, session_factory
 from dls.rotation import forget_unopenable, rotate_key_file
-from dls.secretbox import KEY_FILE, SecretBox, load_secret_box
+from dls.secretbox import KEY_FILE, PENDING_KEY_FILE, SecretBox, load_secret_box
 from dls.server import run_async
 
 
@@ -32,7 +32,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def forget_lost(settings: Settings, args: argparse.Namespace) -> int:
     """For a key lost for good: the start refuses a database whose secrets the configured
     key cannot open, and this is the way out. Counts first; removes with ``--yes``."""
-    pending = settings.certs_dir / (KEY_FILE + ".new")
+    pending = settings.certs_dir / PENDING_KEY_FILE
     if pending.exists():
         print(
             f"dls: {pending} exists: a key rotation did not finish, and it may hold the "
