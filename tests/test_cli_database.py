@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from dls.cli import main
 from dls.db.migrate import head_revision
+from dls.db.unavailable import DatabaseTimeout, connection_failure
 from dls.devices.layers import SECRET_MARKER
 from dls.secretbox import SecretBox, generate_key_file
 from tests.conftest import TEST_DATABASE_URL
@@ -229,3 +230,11 @@ async def test_instances_starting_together_migrate_one_at_a_time(
     results = [await command.communicate() for command in commands]
     errors = [stderr.decode() for command, (_, stderr) in zip(commands, results, strict=True)]
     assert [command.returncode for command in commands] == [0, 0, 0], errors
+
+
+def test_only_a_failure_to_connect_is_called_one() -> None:
+    """A statement that waited too long had connected: it stays a traceback, not
+    "cannot connect"."""
+    assert connection_failure(DatabaseTimeout("point read")) is None
+    assert connection_failure(TimeoutError("connect")) == "connect"
+    assert connection_failure(ValueError("a bug")) is None

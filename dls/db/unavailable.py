@@ -62,6 +62,8 @@ def connection_failure(error: BaseException) -> str | None:
     come through unwrapped."""
     if isinstance(error, exc.DBAPIError) and error.statement is None:
         return str(error.orig if error.orig is not None else error)
+    if isinstance(error, DatabaseTimeout):  # connected, then a statement waited too long
+        return None
     if isinstance(error, ConnectionError | socket.gaierror | TimeoutError):
         return str(error) or type(error).__name__
     return None
