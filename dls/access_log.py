@@ -6,7 +6,10 @@ LogRecord, the filters, a lock, a ``write`` per line): a dict-lookup handler ins
 served half the requests with the access log on that it served with it off. Here the
 line is made by the configured formatter itself (same text or JSON as every other line,
 same request id) without a LogRecord, kept in a buffer, and written at most
-``FLUSH_AFTER_S`` later, as nginx does with ``access_log ... buffer= flush=``.
+``FLUSH_AFTER_S`` later, as nginx does with ``access_log ... buffer= flush=``. The
+formatter writes it from its fields directly (``access_line``), not by its loop over a
+fields dict: 4.9 against 2.2 us in a tight loop, about 0.01 ms of a 0.25 ms poll in a
+loaded server, where every line of Python costs several times its tight-loop time.
 
 - Each ``write`` holds whole lines and at most ``WRITE_MAX`` bytes, the size Linux writes
   to a pipe in one piece: lines of several workers sharing stderr never interleave.
@@ -21,13 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from dls.db.types import storable
-from dls.logs import REQUEST_ID, Entry, Output, output
+from dls.logs import REQUEST_ID, Access, Output, output
 from dls.middleware import loggable_path
 
 __all__ = ["AccessLines", "access_logger_class"]
@@ -35,7 +37,6 @@ __all__ = ["AccessLines", "access_logger_class"]
 FLUSH_AFTER_S = 1.0
 WRITE_MAX = 4096  # PIPE_BUF
 BUFFER_MAX = 64 * 1024  # written at once past this, not a second later
-LOGGER_NAME = "dls.access"
 
 
 class AccessLines:
@@ -43,14 +44,13 @@ class AccessLines:
 
     def __init__(self, out: Output) -> None:
         self._out = out
+        self._format = out.formatter.access_line
         self._lines: list[str] = []
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
 
-    def add(self, fields: dict[str, Any], message: str) -> None:
-        line = self._out.formatter.line(
-            Entry(time.time(), "INFO", LOGGER_NAME, REQUEST_ID.get(), message, fields)
-        )
+    def add(self, access: Access, message: str) -> None:
+        line = self._format(time.time(), REQUEST_ID.get(), message, access)
         self._lines.append(line + "\n")
         self._size += len(line) + 1
         if self._size >= BUFFER_MAX:
@@ -109,19 +109,19 @@ class _AccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         message = f"{request.method} {loggable_path(request)} {response.status}"
-        fields = {
-            "listener": self._listener,
-            "remote": request.remote,
-            "ms": round(time * 1000, 2),
-            "bytes": response.body_length,
+        access = Access(
+            self._listener,
+            request.remote,
+            round(time * 1000, 2),
+            response.body_length,
             # Escaped as the ledger stores it: a lone surrogate (bytes that are not UTF-8)
             # made the buffer's flush raise, and the second's lines of every request went.
-            "ua": storable(request.headers.get("User-Agent"), 120) or "-",
-        }
+            storable(request.headers.get("User-Agent"), 120) or "-",
+        )
         if self._lines is not None:
-            self._lines.add(fields, message)
+            self._lines.add(access, message)
         else:
-            self.logger.info("%s", message, extra={"fields": fields})
+            self.logger.info("%s", message, extra={"fields": access._asdict()})
 
     @property
     def enabled(self) -> bool:

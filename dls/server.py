@@ -283,7 +283,7 @@ async def _serve(
             runner = web.AppRunner(
                 app,
                 access_log_class=access_logger_class(lines, listener),
-                access_log=logging.getLogger("dls.access") if settings.access_log else None,
+                access_log=logging.getLogger(logs.ACCESS_LOGGER) if settings.access_log else None,
                 shutdown_timeout=settings.shutdown_timeout,
                 # Closes a connection that sends no complete request head in time (silent
                 # after its handshake, or trickling headers): aiohttp's default is an hour.

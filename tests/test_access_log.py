@@ -12,15 +12,9 @@ import pytest
 from dls import access_log
 from dls.access_log import AccessLines
 from dls.config import LogFormat
-from dls.logs import REQUEST_ID, configure, output
+from dls.logs import REQUEST_ID, Access, configure, output
 
-FIELDS = {
-    "listener": "device",
-    "remote": "192.0.2.7",
-    "ms": 0.42,
-    "bytes": 1845,
-    "ua": "Yealink SIP-T46U 108.86.0.90",
-}
+FIELDS = Access("device", "192.0.2.7", 0.42, 1845, "Yealink SIP-T46U 108.86.0.90")
 
 
 class _Writes(io.StringIO):
@@ -44,16 +38,27 @@ def _lines(log_format: LogFormat) -> tuple[AccessLines, _Writes]:
     return AccessLines(out.__class__(out.formatter, stream)), stream
 
 
+# Values the formats treat apart: quoted or not, escaped, absent.
+ODD_FIELDS = [
+    FIELDS,
+    FIELDS._replace(remote=None, bytes=None),
+    FIELDS._replace(ua="-"),
+    FIELDS._replace(ua='Phone "x" \\ 電話 \\udcff'),
+    FIELDS._replace(remote="2001:db8::7", ms=1234.5),
+]
+
+
+@pytest.mark.parametrize("fields", ODD_FIELDS)
 @pytest.mark.parametrize("log_format", list(LogFormat))
 async def test_a_line_is_what_logging_writes_and_waits_for_the_flush(
-    log_format: LogFormat, capsys: pytest.CaptureFixture[str]
+    log_format: LogFormat, fields: Access, capsys: pytest.CaptureFixture[str]
 ) -> None:
     lines, stream = _lines(log_format)
     token = REQUEST_ID.set("req-7")
     try:
-        lines.add(dict(FIELDS), "GET /prov/805ec0000001.cfg 200")
+        lines.add(fields, "GET /prov/805ec0000001.cfg 200")
         logging.getLogger("dls.access").info(
-            "GET /prov/805ec0000001.cfg 200", extra={"fields": dict(FIELDS)}
+            "GET /prov/805ec0000001.cfg 200", extra={"fields": fields._asdict()}
         )
     finally:
         REQUEST_ID.reset(token)
@@ -62,7 +67,7 @@ async def test_a_line_is_what_logging_writes_and_waits_for_the_flush(
     assert stream.getvalue() == capsys.readouterr().err
     if log_format is LogFormat.JSON:
         entry = json.loads(stream.getvalue())
-        assert entry["request_id"] == "req-7" and entry["ua"] == FIELDS["ua"]
+        assert entry["request_id"] == "req-7" and entry["ua"] == fields.ua
 
 
 async def test_the_buffer_is_written_a_second_later_without_a_flush(
@@ -70,8 +75,8 @@ async def test_the_buffer_is_written_a_second_later_without_a_flush(
 ) -> None:
     monkeypatch.setattr(access_log, "FLUSH_AFTER_S", 0.05)
     lines, stream = _lines(LogFormat.TEXT)
-    lines.add(dict(FIELDS), "GET /a 200")
-    lines.add(dict(FIELDS), "GET /b 200")
+    lines.add(FIELDS, "GET /a 200")
+    lines.add(FIELDS, "GET /b 200")
     await asyncio.sleep(0.2)
     assert len(stream.writes) == 1 and stream.getvalue().count("\n") == 2
 
@@ -79,7 +84,7 @@ async def test_the_buffer_is_written_a_second_later_without_a_flush(
 async def test_writes_hold_whole_lines_and_at_most_a_pipe_buffer() -> None:
     lines, stream = _lines(LogFormat.TEXT)
     for number in range(200):
-        lines.add(dict(FIELDS), f"GET /prov/{number:012x}.cfg 200")
+        lines.add(FIELDS, f"GET /prov/{number:012x}.cfg 200")
     lines.flush()
     assert len(stream.writes) > 1
     assert all(len(w.encode()) <= access_log.WRITE_MAX and w.endswith("\n") for w in stream.writes)
@@ -91,7 +96,7 @@ async def test_a_full_buffer_is_written_at_once(monkeypatch: pytest.MonkeyPatch)
     lines, stream = _lines(LogFormat.TEXT)
     added = 0
     while not stream.writes:
-        lines.add(dict(FIELDS), "GET /prov/805ec0000001.cfg 200")
+        lines.add(FIELDS, "GET /prov/805ec0000001.cfg 200")
         added += 1
     line = len(stream.writes[0].splitlines()[0]) + 1
     assert stream.getvalue().count("\n") == added == -(-1000 // line)
@@ -100,6 +105,6 @@ async def test_a_full_buffer_is_written_at_once(monkeypatch: pytest.MonkeyPatch)
 async def test_lines_with_other_letters_stay_within_a_pipe_buffer() -> None:
     lines, stream = _lines(LogFormat.TEXT)
     for _ in range(100):
-        lines.add({**FIELDS, "ua": "Téléphone 電話 " * 4}, "GET /prov/x.cfg 200")
+        lines.add(FIELDS._replace(ua="Téléphone 電話 " * 4), "GET /prov/x.cfg 200")
     lines.flush()
     assert all(len(w.encode()) <= access_log.WRITE_MAX for w in stream.writes)
