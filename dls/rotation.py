@@ -4,7 +4,9 @@ The new key is written next to the old one first, then every ciphertext is re-en
 in one transaction, then the key files are swapped, keeping the old key as
 ``secret.key.old``. Should the process die between the commit and the swap, the database
 is under the key in ``secret.key.new``: the command says so, and moving that file to
-``secret.key`` completes the rotation. Servers hold the key in memory: stop them first.
+``secret.key`` completes the rotation. Servers hold the key in memory: the rotation runs
+alone (``dls.db.serving``), refused while any server serves from the database, and no
+server starts until the key files are swapped.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import String, cast, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dls import audit
-from dls.db.engine import WRITER
+from dls.db.engine import WRITER, session_factory
+from dls.db.serving import alone
 from dls.devices.layers import SECRET_MARKER, purpose
 from dls.devices.models import Device, SettingsDocument
 from dls.devices.registry import digest_purpose
@@ -172,10 +175,9 @@ def _first_secret(node: Any) -> str | None:
     return None
 
 
-async def rotate_key_file(
-    session_factory: Callable[[], AsyncSession], certs_dir: Path
-) -> tuple[str, str, int]:
-    """Rotate; returns (old key id, new key id, number of secrets re-encrypted)."""
+async def rotate_key_file(engine: AsyncEngine, certs_dir: Path) -> tuple[str, str, int]:
+    """Rotate; returns (old key id, new key id, number of secrets re-encrypted). Raises
+    ServersRunning, with nothing changed, while a server serves from the database."""
     current = certs_dir / KEY_FILE
     pending = certs_dir / PENDING_KEY_FILE
     if pending.exists():
@@ -184,14 +186,15 @@ async def rotate_key_file(
             f"re-encrypted, move it to {current}; otherwise delete it and run again."
         )
     old = read_key_file(current)
-    new = SecretBox(generate_key_file(pending))
-    total = 0
-    async with session_factory() as session, session.begin():
-        # All or nothing, and never failing half-way on a running server's commit.
-        await session.connection(execution_options=WRITER)
-        for rotator in ROTATORS:
-            total += await rotator(session, old, new)
-    backup = certs_dir / (KEY_FILE + ".old")
-    os.replace(current, backup)
-    os.replace(pending, current)
+    async with alone(engine):
+        new = SecretBox(generate_key_file(pending))
+        total = 0
+        async with session_factory(engine)() as session, session.begin():
+            # All or nothing, and never failing half-way on another writer's commit.
+            await session.connection(execution_options=WRITER)
+            for rotator in ROTATORS:
+                total += await rotator(session, old, new)
+        backup = certs_dir / (KEY_FILE + ".old")
+        os.replace(current, backup)
+        os.replace(pending, current)
     return old.key_id, new.key_id, total

@@ -46,6 +46,7 @@ from dls.certificate_reload import ListenerContexts, note_expiry
 from dls.config import ConfigError, Settings, make_directory
 from dls.db.engine import create_engine, session_factory
 from dls.db.migrate import upgrade
+from dls.db.serving import CommandRunning, serving
 from dls.db.writes import WriteBursts
 from dls.devices.catalog import load_catalog
 from dls.discovery import Advertiser
@@ -214,108 +215,113 @@ async def _serve(
     ``hangups``: the supervisor's count of SIGHUPs, which it passes on only to processes
     that serve; one that came while this process read its files is caught up on once it
     serves."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    # Before any certificate is read: a SIGHUP from here on is acted on, none is lost.
-    contexts = ListenerContexts(pki, client_certificates=settings.device_client_certificates)
-    loop.add_signal_handler(signal.SIGHUP, _hangup, settings, contexts, renews)
-    hangups_before = hangups.value if hangups is not None else 0
+    # Before the key is read: a rotation of it cannot start while this process serves,
+    # nor be under way when it starts (dls.db.serving).
+    async with serving(settings.effective_database_url):
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        # Before any certificate is read: a SIGHUP from here on is acted on, none is lost.
+        contexts = ListenerContexts(pki, client_certificates=settings.device_client_certificates)
+        loop.add_signal_handler(signal.SIGHUP, _hangup, settings, contexts, renews)
+        hangups_before = hangups.value if hangups is not None else 0
 
-    engine = create_engine(settings.effective_database_url)
-    sessions = session_factory(engine)
-    writes = WriteBursts(engine)  # the device path's and the ledger's short writes
-    services = Services(
-        settings,
-        pki,
-        engine,
-        sessions,
-        load_secret_box(settings),
-        load_catalog(),
-        Ledger(sessions, writes),
-        writes=writes,
-    )
-    reuse_port = role is not Role.ALL or settings.workers > 1
-    listeners: dict[str, tuple[web.Application, str, int, ssl.SSLContext]] = {}
-    if role is not Role.ADMIN:
-        listeners["device"] = (
-            build_device_app(services),
-            settings.device_bind,
-            settings.device_port,
-            contexts.start("device"),
+        engine = create_engine(settings.effective_database_url)
+        sessions = session_factory(engine)
+        writes = WriteBursts(engine)  # the device path's and the ledger's short writes
+        services = Services(
+            settings,
+            pki,
+            engine,
+            sessions,
+            load_secret_box(settings),
+            load_catalog(),
+            Ledger(sessions, writes),
+            writes=writes,
         )
-        listeners["secure"] = (
-            build_secure_app(services),
-            settings.device_bind,
-            settings.secure_port,
-            contexts.start("secure"),
-        )
-    if role is not Role.PHONES:
-        listeners["admin"] = (
-            build_admin_app(services),
-            settings.admin_bind,
-            settings.admin_port,
-            contexts.start("admin"),
-        )
-    note_expiry(pki.server_chains)
-    handshakes = HandshakeCounts(contexts.sites)
-    contexts.observers.append(handshakes.replaced)
-    report_failures(contexts.sites)
-    lines = access_lines() if settings.access_log else None
-    async with AsyncExitStack() as stack:
-        if lines is not None:
-            stack.callback(lines.flush)  # last: after the listeners' final requests
-        stack.push_async_callback(engine.dispose)
-        stack.push_async_callback(services.reads.dispose)
-        stack.callback(services.writes.dispose)
-        await services.ledger.start()
-        stack.push_async_callback(services.ledger.stop)  # after the listeners close
-        services.ledger.observers.append(services.firmware.on_fetches)
-        retention = LedgerRetention(services.sessions, settings.ledger_retention_days)
-        await retention.start()
-        stack.push_async_callback(retention.stop)
-        await services.firmware.start()
-        stack.push_async_callback(services.firmware.stop)
-        await handshakes.start()
-        stack.push_async_callback(handshakes.stop)
-        for listener, (app, host, port, context) in listeners.items():
-            runner = web.AppRunner(
-                app,
-                access_log_class=access_logger_class(lines, listener),
-                access_log=logging.getLogger(logs.ACCESS_LOGGER) if settings.access_log else None,
-                shutdown_timeout=settings.shutdown_timeout,
-                # Closes a connection that sends no complete request head in time (silent
-                # after its handshake, or trickling headers): aiohttp's default is an hour.
-                keepalive_timeout=settings.idle_timeout,
+        reuse_port = role is not Role.ALL or settings.workers > 1
+        listeners: dict[str, tuple[web.Application, str, int, ssl.SSLContext]] = {}
+        if role is not Role.ADMIN:
+            listeners["device"] = (
+                build_device_app(services),
+                settings.device_bind,
+                settings.device_port,
+                contexts.start("device"),
             )
-            await runner.setup()
-            stack.push_async_callback(runner.cleanup)
-            site = web.TCPSite(
-                runner, host, port, ssl_context=context, backlog=BACKLOG, reuse_port=reuse_port
+            listeners["secure"] = (
+                build_secure_app(services),
+                settings.device_bind,
+                settings.secure_port,
+                contexts.start("secure"),
             )
-            try:
-                await site.start()
-            except OSError as exc:  # the port taken, an address not this machine's
-                reason = os.strerror(exc.errno) if exc.errno else str(exc)
-                log.error(
-                    "cannot listen: %s",
-                    reason,
-                    extra={"fields": {"listener": listener, "address": f"{host}:{port}"}},
+        if role is not Role.PHONES:
+            listeners["admin"] = (
+                build_admin_app(services),
+                settings.admin_bind,
+                settings.admin_port,
+                contexts.start("admin"),
+            )
+        note_expiry(pki.server_chains)
+        handshakes = HandshakeCounts(contexts.sites)
+        contexts.observers.append(handshakes.replaced)
+        report_failures(contexts.sites)
+        lines = access_lines() if settings.access_log else None
+        async with AsyncExitStack() as stack:
+            if lines is not None:
+                stack.callback(lines.flush)  # last: after the listeners' final requests
+            stack.push_async_callback(engine.dispose)
+            stack.push_async_callback(services.reads.dispose)
+            stack.callback(services.writes.dispose)
+            await services.ledger.start()
+            stack.push_async_callback(services.ledger.stop)  # after the listeners close
+            services.ledger.observers.append(services.firmware.on_fetches)
+            retention = LedgerRetention(services.sessions, settings.ledger_retention_days)
+            await retention.start()
+            stack.push_async_callback(retention.stop)
+            await services.firmware.start()
+            stack.push_async_callback(services.firmware.stop)
+            await handshakes.start()
+            stack.push_async_callback(handshakes.stop)
+            for listener, (app, host, port, context) in listeners.items():
+                runner = web.AppRunner(
+                    app,
+                    access_log_class=access_logger_class(lines, listener),
+                    access_log=logging.getLogger(logs.ACCESS_LOGGER)
+                    if settings.access_log
+                    else None,
+                    shutdown_timeout=settings.shutdown_timeout,
+                    # Closes a connection that sends no complete request head in time (silent
+                    # after its handshake, or trickling headers): aiohttp's default is an hour.
+                    keepalive_timeout=settings.idle_timeout,
                 )
-                raise SystemExit(1) from None  # no traceback: the line above says it all
-        if advertise and settings.mdns_enabled:
-            advertiser = Advertiser(settings, ca_sha256)
-            await advertiser.start()
-            stack.push_async_callback(advertiser.stop)
-        _freeze_startup_objects()
-        if on_ready is not None:
-            on_ready()
-        if hangups is not None and hangups.value != hangups_before:
-            contexts.reload()  # the files changed while they were read, and nobody said
-        await stop.wait()
-        log.info("stopping: finishing in-flight requests")
-    log.info("stopped")
+                await runner.setup()
+                stack.push_async_callback(runner.cleanup)
+                site = web.TCPSite(
+                    runner, host, port, ssl_context=context, backlog=BACKLOG, reuse_port=reuse_port
+                )
+                try:
+                    await site.start()
+                except OSError as exc:  # the port taken, an address not this machine's
+                    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                    log.error(
+                        "cannot listen: %s",
+                        reason,
+                        extra={"fields": {"listener": listener, "address": f"{host}:{port}"}},
+                    )
+                    raise SystemExit(1) from None  # no traceback: the line above says it all
+            if advertise and settings.mdns_enabled:
+                advertiser = Advertiser(settings, ca_sha256)
+                await advertiser.start()
+                stack.push_async_callback(advertiser.stop)
+            _freeze_startup_objects()
+            if on_ready is not None:
+                on_ready()
+            if hangups is not None and hangups.value != hangups_before:
+                contexts.reload()  # the files changed while they were read, and nobody said
+            await stop.wait()
+            log.info("stopping: finishing in-flight requests")
+        log.info("stopped")
 
 
 def _freeze_startup_objects() -> None:
@@ -437,8 +443,8 @@ def _pass_on_hangup(
         return
     with hangups.get_lock():
         hangups.value += 1
-    for process, serving in zip(workers, ready, strict=True):
-        if serving.is_set() and process.is_alive() and process.pid is not None:
+    for process, serves in zip(workers, ready, strict=True):
+        if serves.is_set() and process.is_alive() and process.pid is not None:
             os.kill(process.pid, signal.SIGHUP)
 
 
@@ -452,7 +458,13 @@ def _worker(
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until _serve's handler: never fatal
     _name_process(multiprocessing.current_process().name)
     logs.configure(settings.log_format, settings.log_level)
-    run_async(_serve(settings, pki, "", role, advertise=False, on_ready=ready.set, hangups=hangups))
+    try:
+        run_async(
+            _serve(settings, pki, "", role, advertise=False, on_ready=ready.set, hangups=hangups)
+        )
+    except CommandRunning as exc:
+        log.error("%s", exc)
+        raise SystemExit(1) from None  # the supervisor stops: it says which process ended
 
 
 def _name_process(name: str) -> None:

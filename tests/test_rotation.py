@@ -53,7 +53,7 @@ async def test_rotation_reencrypts_digests_and_settings(
             )
         )
 
-    old_id, new_id, count = await rotate_key_file(sessions, settings.certs_dir)
+    old_id, new_id, count = await rotate_key_file(engine, settings.certs_dir)
     assert (old_id, count) == (old.key_id, 3)
     new = load_secret_box(settings)
     assert new.key_id == new_id != old_id
@@ -77,7 +77,7 @@ async def test_an_unfinished_rotation_is_reported(
     load_secret_box(settings)
     (settings.certs_dir / (KEY_FILE + ".new")).write_text("x")
     with pytest.raises(RuntimeError, match="did not finish"):
-        await rotate_key_file(session_factory(engine), settings.certs_dir)
+        await rotate_key_file(engine, settings.certs_dir)
 
 
 @pytest.mark.parametrize("content", [None, b"damaged\n"])
@@ -92,7 +92,7 @@ async def test_a_missing_or_damaged_key_file_is_reported_and_nothing_changes(
         current.write_bytes(content)
     expected = "not found" if content is None else "must be 32 random bytes in base64"
     with pytest.raises(ConfigError, match=f"^{current}: {expected}"):
-        await rotate_key_file(session_factory(engine), settings.certs_dir)
+        await rotate_key_file(engine, settings.certs_dir)
     assert sorted(path.name for path in settings.certs_dir.iterdir()) == (
         [] if content is None else [KEY_FILE]
     )

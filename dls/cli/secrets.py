@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import secrets
 import sys
 
 from dls.config import Settings
 from dls.db.engine import WRITER, create_engine, session_factory
+from dls.db.serving import alone
 from dls.rotation import forget_unopenable, rotate_key_file
 from dls.secretbox import KEY_FILE, PENDING_KEY_FILE, SecretBox, load_secret_box
 from dls.server import run_async
@@ -50,11 +52,14 @@ def forget_lost(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> None:
         engine = create_engine(settings.effective_database_url)
         try:
-            async with session_factory(engine)() as session:
-                await session.connection(execution_options=WRITER)
-                counts.append(await forget_unopenable(session, box))
-                if args.yes:
-                    await session.commit()  # else closing the session rolls it all back
+            async with contextlib.AsyncExitStack() as stack:
+                if args.yes:  # counting changes nothing a server holds
+                    await stack.enter_async_context(alone(engine))
+                async with session_factory(engine)() as session:
+                    await session.connection(execution_options=WRITER)
+                    counts.append(await forget_unopenable(session, box))
+                    if args.yes:
+                        await session.commit()  # else closing the session rolls it back
         finally:
             await engine.dispose()
 
@@ -79,7 +84,7 @@ def rotate(settings: Settings, args: argparse.Namespace) -> int:
     async def go() -> tuple[str, str, int]:
         engine = create_engine(settings.effective_database_url)
         try:
-            return await rotate_key_file(session_factory(engine), settings.certs_dir)
+            return await rotate_key_file(engine, settings.certs_dir)
         finally:
             await engine.dispose()
 

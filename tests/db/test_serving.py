@@ -1,0 +1,62 @@
+"""Servers and the commands that must not run beside one (``dls.db.serving``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dls.config import Settings
+from dls.db.serving import CommandRunning, ServersRunning, alone, serving
+from dls.rotation import rotate_key_file
+from dls.secretbox import load_secret_box
+
+pytestmark = pytest.mark.db
+
+
+async def test_servers_serve_side_by_side(database_url: str) -> None:
+    async with serving(database_url), serving(database_url):
+        pass
+
+
+async def test_a_command_refuses_while_a_server_serves(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    async with serving(database_url):
+        with pytest.raises(ServersRunning, match="stop every one of them first"):
+            async with alone(engine):
+                pytest.fail("ran beside a server")
+    async with alone(engine):  # the server stopped
+        pass
+
+
+async def test_a_server_refuses_to_start_while_a_command_runs(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    async with alone(engine):
+        with pytest.raises(CommandRunning, match="start the server again once it has finished"):
+            async with serving(database_url):
+                pytest.fail("started beside the command")
+        with pytest.raises(ServersRunning):  # and a second command does not run either
+            async with alone(engine):
+                pytest.fail("two commands at once")
+    async with serving(database_url):  # the command finished
+        pass
+
+
+async def test_a_rotation_beside_a_server_changes_nothing(
+    database_url: str, engine: AsyncEngine, make_settings: Callable[..., Settings]
+) -> None:
+    """The server would have gone on with the old key, unable to open what the rotation
+    wrote and writing what its admins set under a key the next start no longer has."""
+    settings = make_settings()
+    key = load_secret_box(settings).key_id
+    before = sorted(path.name for path in settings.certs_dir.iterdir())
+    async with serving(database_url):
+        with pytest.raises(ServersRunning):
+            await rotate_key_file(engine, settings.certs_dir)
+    assert sorted(path.name for path in settings.certs_dir.iterdir()) == before
+    assert load_secret_box(settings).key_id == key
+    old, new, _ = await rotate_key_file(engine, settings.certs_dir)
+    assert old == key != new == load_secret_box(settings).key_id
