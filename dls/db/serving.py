@@ -26,7 +26,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from dls.config import ConfigError
@@ -54,24 +55,16 @@ async def serving(url: str) -> AsyncIterator[None]:
         "a command that must run alone (dls secrets rotate-key or forget-lost) is changing "
         "the database's secrets; start the server again once it has finished"
     )
-    path = _lock_file(url)
-    if path is not None:
-        with _flock(path, fcntl.LOCK_SH, refused):
+    if make_url(url).get_backend_name() == "sqlite":
+        async with _lock(url, None, shared=True, refused=refused):
             yield
-        return
-    if make_url(url).get_backend_name() == "sqlite":  # in memory: this process alone
-        yield
         return
     # Its own connection: a pooled one would be one fewer for requests, and dispose()
     # at shutdown would close it while the lock should still be held.
     engine = create_async_engine(url, poolclass=NullPool, connect_args=POSTGRESQL_CONNECT_ARGS)
     try:
-        async with _autocommit(engine) as connection:
-            await _try_lock(connection, "pg_try_advisory_lock_shared", refused)
-            try:
-                yield
-            finally:
-                await connection.execute(text("SELECT pg_advisory_unlock_shared(:key)"), _KEY)
+        async with _lock(url, engine, shared=True, refused=refused):
+            yield
     finally:
         await engine.dispose()
 
@@ -85,43 +78,40 @@ async def alone(engine: AsyncEngine) -> AsyncIterator[None]:
         "keep the secret key in memory, and would go on with the old one)"
     )
     url = engine.url.render_as_string(hide_password=False)
-    path = _lock_file(url)
-    if path is not None:
-        with _flock(path, fcntl.LOCK_EX, refused):
-            yield
-        return
-    if engine.dialect.name == "sqlite":
+    async with _lock(url, engine, shared=False, refused=refused):
         yield
-        return
-    async with _autocommit(engine) as connection:
-        await _try_lock(connection, "pg_try_advisory_lock", refused)
-        try:
-            yield
-        finally:
-            await connection.execute(text("SELECT pg_advisory_unlock(:key)"), _KEY)
-
-
-_KEY = {"key": SERVING_LOCK}
 
 
 @contextlib.asynccontextmanager
-async def _autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    async with engine.connect() as connection:
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
-        yield connection
-
-
-async def _try_lock(connection: AsyncConnection, function: str, refused: ConfigError) -> None:
-    # ``function`` is one of two names fixed above, never input.
-    if not await connection.scalar(text(f"SELECT {function}(:key)"), _KEY):
-        raise refused
-
-
-def _lock_file(url: str) -> Path | None:
+async def _lock(
+    url: str, engine: AsyncEngine | None, *, shared: bool, refused: ConfigError
+) -> AsyncIterator[None]:
+    """The lock, shared or exclusive, without waiting; ``refused`` when it is taken."""
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database + LOCK_FILE_SUFFIX)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            yield  # no file, and no other process
+            return
+        path = Path(parsed.database + LOCK_FILE_SUFFIX)
+        with _flock(path, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, refused):
+            yield
+        return
+    assert engine is not None
+    mode = "_shared" if shared else ""  # one of two fixed suffixes, never input
+    async with engine.connect() as connection:
+        # Not a transaction left open for the server's life (it would hold back VACUUM).
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        if not await connection.scalar(text(f"SELECT pg_try_advisory_lock{mode}(:key)"), _KEY):
+            raise refused
+        try:
+            yield
+        finally:
+            # A connection the database ended (a restart) took its lock with it.
+            with contextlib.suppress(SQLAlchemyError, OSError):
+                await connection.execute(text(f"SELECT pg_advisory_unlock{mode}(:key)"), _KEY)
+
+
+_KEY = {"key": SERVING_LOCK}
 
 
 @contextlib.contextmanager

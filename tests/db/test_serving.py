@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dls.config import Settings
-from dls.db.serving import CommandRunning, ServersRunning, alone, serving
+from dls.db.serving import SERVING_LOCK, CommandRunning, ServersRunning, alone, serving
 from dls.rotation import rotate_key_file
 from dls.secretbox import load_secret_box
 
@@ -60,3 +62,25 @@ async def test_a_rotation_beside_a_server_changes_nothing(
     assert load_secret_box(settings).key_id == key
     old, new, _ = await rotate_key_file(engine, settings.certs_dir)
     assert old == key != new == load_secret_box(settings).key_id
+
+
+async def test_a_server_whose_lock_connection_the_database_ended_stops_cleanly(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """A PostgreSQL restart ends the lock's connection: the server's stop must not fail
+    on the unlock (the lock went with the connection, as the README says)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's advisory lock")
+    terminate = text(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+        "AND classid = :high AND objid = :low"
+    )
+    async with serving(database_url):
+        async with engine.connect() as connection:
+            ended = await connection.scalar(
+                terminate, {"high": SERVING_LOCK >> 32, "low": SERVING_LOCK & 0xFFFF_FFFF}
+            )
+        assert ended
+        await asyncio.sleep(0.1)
+    async with alone(engine):
+        pass
