@@ -46,7 +46,7 @@ from dls.certificate_reload import ListenerContexts, note_expiry
 from dls.config import ConfigError, Settings, make_directory
 from dls.db.engine import create_engine, session_factory
 from dls.db.migrate import upgrade
-from dls.db.serving import CommandRunning, serving
+from dls.db.serving import serving
 from dls.db.writes import WriteBursts
 from dls.devices.catalog import load_catalog
 from dls.discovery import Advertiser
@@ -462,7 +462,7 @@ def _worker(
         run_async(
             _serve(settings, pki, "", role, advertise=False, on_ready=ready.set, hangups=hangups)
         )
-    except CommandRunning as exc:
+    except ConfigError as exc:  # a command running alone, a lock file that cannot open
         log.error("%s", exc)
         raise SystemExit(1) from None  # the supervisor stops: it says which process ended
 

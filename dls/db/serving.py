@@ -116,7 +116,12 @@ _KEY = {"key": SERVING_LOCK}
 
 @contextlib.contextmanager
 def _flock(path: Path, operation: int, refused: ConfigError) -> Iterator[None]:
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    # Read-only and readable by all: flock needs no more, and a file an operator's
+    # command made as root first still opens for the server's own user. It stays empty.
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(descriptor, operation | fcntl.LOCK_NB)

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dls.config import Settings
-from dls.db.serving import SERVING_LOCK, CommandRunning, ServersRunning, alone, serving
+from dls.config import ConfigError, Settings
+from dls.db.serving import (
+    LOCK_FILE_SUFFIX,
+    SERVING_LOCK,
+    CommandRunning,
+    ServersRunning,
+    alone,
+    serving,
+)
 from dls.rotation import rotate_key_file
 from dls.secretbox import load_secret_box
 
@@ -84,3 +93,19 @@ async def test_a_server_whose_lock_connection_the_database_ended_stops_cleanly(
         await asyncio.sleep(0.1)
     async with alone(engine):
         pass
+
+
+async def test_a_lock_file_that_cannot_be_opened_is_named(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """One line with the path, from the server and from the command, not a traceback."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's lock file")
+    path = f"{make_url(database_url).database}{LOCK_FILE_SUFFIX}"
+    os.mkdir(path)
+    with pytest.raises(ConfigError, match=f"^{path}: Is a directory$"):
+        async with serving(database_url):
+            pytest.fail("served without the lock")
+    with pytest.raises(ConfigError, match=f"^{path}: Is a directory$"):
+        async with alone(engine):
+            pytest.fail("ran without the lock")
