@@ -63,18 +63,29 @@ async def _settings_documents(session: AsyncSession, old: SecretBox, new: Secret
 
 
 def _reencrypt(node: Any, old: SecretBox, new: SecretBox, bound: str) -> tuple[int, Any]:
+    return _map_secrets(node, lambda token: new.encrypt(old.decrypt(token, bound), bound))
+
+
+_REMOVED = object()
+
+
+def _map_secrets(node: Any, replace: Callable[[str], str | None]) -> tuple[int, Any]:
+    """``node`` with each secret's ciphertext passed through ``replace``, and how many it
+    changed. A secret ``replace`` maps to None is removed: unset at that level, so the
+    level above it applies."""
     if isinstance(node, dict):
         if set(node) == {SECRET_MARKER}:
-            plain = old.decrypt(node[SECRET_MARKER], bound)
-            return 1, {SECRET_MARKER: new.encrypt(plain, bound)}
-        total, result = 0, {}
-        for key, value in node.items():
-            changed, result[key] = _reencrypt(value, old, new, bound)
-            total += changed
-        return total, result
+            token = str(node[SECRET_MARKER])
+            replaced = replace(token)
+            kept = _REMOVED if replaced is None else {SECRET_MARKER: replaced}
+            return int(replaced != token), kept
+        mapped = {key: _map_secrets(value, replace) for key, value in node.items()}
+        total = sum(changed for changed, _ in mapped.values())
+        return total, {key: value for key, (_, value) in mapped.items() if value is not _REMOVED}
     if isinstance(node, list):
-        pairs = [_reencrypt(value, old, new, bound) for value in node]
-        return sum(c for c, _ in pairs), [v for _, v in pairs]
+        pairs = [_map_secrets(value, replace) for value in node]
+        total = sum(changed for changed, _ in pairs)
+        return total, [value for _, value in pairs if value is not _REMOVED]
     return 0, node
 
 
@@ -114,7 +125,7 @@ async def forget_unopenable(session: AsyncSession, box: SecretBox) -> dict[str, 
             _forgotten(session, device.tenant_id, "device", device.id)
             counts["device Digest passwords"] += 1
     for document in await session.scalars(select(SettingsDocument)):
-        removed, data = _without_unopenable(document.data, box)
+        removed, data = _map_secrets(document.data, lambda t: t if box.owns(t) else None)
         if removed:
             document.data = data
             document.revision += 1
@@ -127,25 +138,6 @@ async def forget_unopenable(session: AsyncSession, box: SecretBox) -> dict[str, 
             _forgotten(session, None, "deployment_pin", pin.user_id)
             counts["deployment PINs"] += 1
     return counts
-
-
-def _without_unopenable(node: Any, box: SecretBox) -> tuple[int, Any]:
-    """``node`` without the secrets ``box`` does not own: a value removed is unset at
-    that level, so the level above it applies."""
-    if isinstance(node, dict):
-        total, kept = 0, {}
-        for key, value in node.items():
-            secret = isinstance(value, dict) and set(value) == {SECRET_MARKER}
-            if secret and not box.owns(str(value[SECRET_MARKER])):
-                total += 1
-                continue
-            removed, kept[key] = _without_unopenable(value, box)
-            total += removed
-        return total, kept
-    if isinstance(node, list):
-        pairs = [_without_unopenable(value, box) for value in node]
-        return sum(count for count, _ in pairs), [value for _, value in pairs]
-    return 0, node
 
 
 def _forgotten(
