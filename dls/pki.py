@@ -37,9 +37,9 @@ __all__ = [
 ]
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+_Loaded = TypeVar("_Loaded")  # what _read returns
 
 CA_VALIDITY = dt.timedelta(days=3650)
-_Loaded = TypeVar("_Loaded")
 SERVER_VALIDITY = dt.timedelta(days=825)  # the longest lifetime Apple-era TLS clients accept
 # Phones are not re-enrolled; a certificate ends by the device's record (WPI secure mode,
 # the fingerprint dls.devices.client_certificates keeps), not by a revocation list.
@@ -172,7 +172,10 @@ def issue_device_certificate(pki: Pki, mac: str) -> DeviceCredentials:
 
 def fingerprint(cert_path: Path) -> str:
     """SHA-256 fingerprint of the first certificate in a PEM file, colon-separated hex."""
-    cert = _read(cert_path, x509.load_pem_x509_certificate, "the root CA")
+    return _sha256(_read(cert_path, x509.load_pem_x509_certificate, "the root CA"))
+
+
+def _sha256(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
@@ -219,7 +222,7 @@ def _info(path: Path, cert: x509.Certificate, position: tuple[int, int]) -> Cert
         issuer=cert.issuer.rfc4514_string(),
         sans=sans,
         not_after=cert.not_valid_after_utc,
-        sha256=cert.fingerprint(hashes.SHA256()).hex(":").upper(),
+        sha256=_sha256(cert),
         position=position,
     )
 

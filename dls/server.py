@@ -267,6 +267,7 @@ async def _serve(
         contexts.observers.append(handshakes.replaced)
         report_failures(contexts.sites)
         lines = access_lines() if settings.access_log else None
+        access_log = logging.getLogger(logs.ACCESS_LOGGER) if settings.access_log else None
         async with AsyncExitStack() as stack:
             if lines is not None:
                 stack.callback(lines.flush)  # last: after the listeners' final requests
@@ -287,9 +288,7 @@ async def _serve(
                 runner = web.AppRunner(
                     app,
                     access_log_class=access_logger_class(lines, listener),
-                    access_log=logging.getLogger(logs.ACCESS_LOGGER)
-                    if settings.access_log
-                    else None,
+                    access_log=access_log,
                     shutdown_timeout=settings.shutdown_timeout,
                     # Closes a connection that sends no complete request head in time (silent
                     # after its handshake, or trickling headers): aiohttp's default is an hour.
